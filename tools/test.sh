@@ -21,10 +21,27 @@ fi
 echo "== 2. README.md is generated from nbs/index.ipynb and up to date"
 $BIN/python tools/make_readme.py --check
 
-echo "== 3. every notebook on the CPU (flags slow and cuda skipped)"
-$BIN/nbdev-test --n_workers 2 --timing --do_print
+echo "== 3. every notebook on the CPU (flags slow and cuda skipped; each must finish within ${NB_LIMIT_S:=180} s)"
+nblog=$(mktemp)
+trap 'rm -f "$nblog"' EXIT
+$BIN/nbdev-test --n-workers 2 --timing --do-print 2>&1 | tee "$nblog"
+# nbdev-test --timing prints "NAME.ipynb: N secs" per notebook once all pass; enforce the per-notebook limit
+echo "-- time per notebook (2 at a time):"
+grep -E '^[^ ]+\.ipynb: [0-9]+ secs$' "$nblog" | sort || true
+n_timed=$(grep -cE '^[^ ]+\.ipynb: [0-9]+ secs$' "$nblog" || true)
+if [ "$n_timed" -eq 0 ]; then echo "FAIL: nbdev-test printed no notebook timings"; exit 1; fi
+slow=$(awk -v lim="$NB_LIMIT_S" '/^[^ ]+\.ipynb: [0-9]+ secs$/ { if ($2 + 0 > lim) print }' "$nblog")
+if [ -n "$slow" ]; then
+  echo "FAIL: these notebooks took longer than ${NB_LIMIT_S} s (mark long cells #| slow, or make them smaller):"
+  echo "$slow"
+  exit 1
+fi
 
-echo "== 4. pytest tests/"
-$BIN/python -m pytest tests/ -q -p no:cacheprovider
+echo "== 4. Chromium for the documentation site's browser test"
+bash tools/install_chromium.sh
+
+echo "== 5. pytest tests/"
+if ! ls tests/test_*.py >/dev/null 2>&1; then echo "FAIL: no tests/test_*.py"; exit 1; fi
+$BIN/python -m pytest tests/ -q -p no:cacheprovider --durations=10
 
 echo "test command finished in $(( $(date +%s) - start )) s"
