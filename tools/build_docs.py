@@ -5,7 +5,7 @@
 1. nbdev's own notebook processing (`nbdev.processors.FilterDefaults`, what `nbdev.serve.proc_nbs` runs for
    Quarto): hidden cells and directives dropped, `#| export` cells replaced by `show_doc` output, `show_doc`
    cells executed, the title and description turned into front matter. It runs in Python, so nothing tries to
-   install Quarto.
+   install Quarto. One change (`doc_filter`): a cell that mixes imports with other code runs only its imports.
 2. The Quarto-only parts are cleaned away and every processed notebook becomes one markdown page
    (`notebook_markdown` below: code, text outputs, committed figures as PNG files, `show_doc` markdown as is).
 3. mkdocs with the Material theme (from PyPI) renders the pages: navigation in reading order (index first,
@@ -36,24 +36,55 @@ def chapter_notebooks(nbs:Path=NBS) -> list[Path]:
 # ---------------------------------------------------------------------------------------------------------
 # 1. nbdev's processing
 
-_EXEC_HINT = ("While it builds the docs, nbdev runs every `#| export` cell, every `show_doc` cell and every cell that "
-              "contains an import (and no other cell). A cell that mixes an import with code that needs names from "
-              "cells nbdev does not run fails here: keep imports in import-only cells (STYLE.md, habit 7).")
+_EXEC_HINT = ("To render `show_doc`, the docs build runs every `#| export` cell, every `show_doc` cell, every "
+              "import-only cell and the import statements of other cells, in order, and nothing else. A cell among "
+              "those that needs a name defined by a cell that is not run fails here: define it in an exported cell, "
+              "or move the code that needs it out of the cells the docs build runs.")
+
+def doc_filter():
+    """nbdev's `FilterDefaults` (the processors nbdev applies before Quarto renders a notebook), with one change.
+    nbdev runs every cell that contains an import; a cell that mixes imports with other code (nbdev warns
+    about these) then runs in full, and fails when it needs names from cells the docs build does not run.
+    Here such a cell runs only its top-level import statements, and its committed outputs are kept."""
+    import ast
+    from fastcore.basics import str2bool
+    from nbdev.processors import FilterDefaults, exec_show_docs, _do_eval, _show_docs
+    class exec_show_docs_imports(exec_show_docs):
+        "nbdev's `exec_show_docs`, running only the import statements of cells that mix imports with other code."
+        def __call__(self, cell):
+            if not self.nb.has_docs_ or not hasattr(self, 'k'): return
+            if str2bool(getattr(self.nb, 'frontmatter_', {}).get('skip_showdoc', False)): return
+            if not _do_eval(cell): return
+            trees = cell.parsed_()
+            run_all = (cell.directives_.keys() & {'export', 'exports', 'exporti', 'exec_doc'} or _show_docs(trees)
+                       or all(isinstance(t, (ast.Import, ast.ImportFrom)) for t in trees))
+            if run_all: self.k.cell(cell)
+            else:
+                imports = [ast.unparse(t) for t in trees if isinstance(t, (ast.Import, ast.ImportFrom))]
+                if imports: self.k.run('\n'.join(imports))
+            if (e := self.k.exc):
+                title = getattr(self.nb, 'frontmatter_', {}).get('title', '')
+                what = cell.source if run_all else '\n'.join(imports)
+                raise Exception(f"Error{' in notebook: '+title if title else ''} in cell {cell.idx_} "
+                                f"({'the whole cell' if run_all else 'its import statements'}):\n{what}\n"
+                                f"{type(e).__name__}: {e}") from e
+    class Filter(FilterDefaults):
+        def base_procs(self):
+            return [exec_show_docs_imports if p is exec_show_docs else p for p in super().base_procs()]
+    return Filter()
 
 def process_notebook(src:Path) -> dict:
-    "Apply nbdev's doc processors (`FilterDefaults`) to notebook `src`; return the processed notebook as a dict."
-    from fastcore.nbio import read_nb
-    from nbdev.processors import FilterDefaults
+    "Apply nbdev's doc processors (`doc_filter`) to notebook `src`; return the processed notebook as a dict."
+    from fastcore.nbio import read_nb, nb2str
     os.environ['IN_TEST'] = '1'  # what nbdev's own driver sets while processing
     nb = read_nb(src)
     cwd = os.getcwd()
     os.chdir(src.parent)  # as when the notebook runs: relative paths resolve from nbs/
-    try: FilterDefaults()(nb)
+    try: doc_filter()(nb)
     except Exception as e:
         raise RuntimeError(f"{src.relative_to(ROOT) if src.is_relative_to(ROOT) else src}: nbdev's doc processing "
                            f"failed.\n{e}\n\n{_EXEC_HINT}") from None
     finally: os.chdir(cwd)
-    from fastcore.nbio import nb2str
     return json.loads(nb2str(nb))  # plain dicts and lists, as nbdev would write it
 
 def _process_one(src:str):
