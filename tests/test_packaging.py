@@ -2,7 +2,8 @@
 scripts run there.
 
 How: the repository's package files are copied to a temporary folder (so nothing is written into the working
-tree), `pip wheel --no-deps --no-build-isolation` builds the wheel there, `python -m venv` makes a fresh virtual
+tree), `pip wheel --no-deps` builds the wheel there (with the development environment's setuptools when it is
+recent enough, else in pip's isolated build environment), `python -m venv` makes a fresh virtual
 environment (with its own pip), and that pip installs the wheel with `--no-deps`.
 
 What is not tested here, deliberately: downloading and installing the dependencies (torch alone is about 5 GB
@@ -32,8 +33,12 @@ def wheel(tmp_path_factory) -> Path:
         if (ROOT/f).exists(): shutil.copy(ROOT/f, src/f)
     shutil.copytree(ROOT/'pixelbert', src/'pixelbert', ignore=shutil.ignore_patterns('__pycache__', '*.pyc'))
     dist = tmp_path_factory.mktemp('dist')
-    r = run([sys.executable, '-m', 'pip', 'wheel', '--no-deps', '--no-build-isolation', '-q', '-w', dist, src], cwd=src)
-    assert r.returncode == 0, f'pip wheel failed:\n{r.stdout}\n{r.stderr}'
+    cmd = [sys.executable, '-m', 'pip', 'wheel', '--no-deps', '-q', '-w', dist, src]
+    # the development environment's setuptools first (fast, offline); if it is too old for pyproject.toml,
+    # pip's usual isolated build, which fetches the build requirements from the package index
+    r = run(cmd[:5] + ['--no-build-isolation'] + cmd[5:], cwd=src)
+    if r.returncode: r2 = run(cmd, cwd=src)
+    assert r.returncode == 0 or r2.returncode == 0, f'pip wheel failed:\n{r.stdout}\n{r.stderr}\n{r2.stdout}\n{r2.stderr}'
     wheels = list(dist.glob('pixelbert-*.whl'))
     assert len(wheels) == 1, wheels
     return wheels[0]
