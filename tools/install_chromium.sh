@@ -20,13 +20,13 @@ fi
 echo "== installing Debian's chromium (for the docs browser test)"
 export DEBIAN_FRONTEND=noninteractive
 # A fresh machine may have no package lists (or stale ones): try without an update first, then with one.
-if ! $SUDO apt-get install -y -q --no-install-recommends chromium >/tmp/install_chromium.log 2>&1; then
-  $SUDO apt-get update -q >>/tmp/install_chromium.log 2>&1
-  if ! $SUDO apt-get install -y -q --no-install-recommends chromium >>/tmp/install_chromium.log 2>&1; then
+if ! $SUDO apt-get -o DPkg::Lock::Timeout=300 install -y -q --no-install-recommends chromium >/tmp/install_chromium.log 2>&1; then
+  $SUDO apt-get -o DPkg::Lock::Timeout=300 update -q >>/tmp/install_chromium.log 2>&1
+  if ! $SUDO apt-get -o DPkg::Lock::Timeout=300 install -y -q --no-install-recommends chromium >>/tmp/install_chromium.log 2>&1; then
     tail -n 30 /tmp/install_chromium.log >&2
     echo "install_chromium.sh: apt-get install chromium failed (log above, full log in /tmp/install_chromium.log)" >&2
     exit 1
   fi
 fi
 test -x /usr/bin/chromium
-/usr/bin/chromium --version
+/usr/bin/chromium --version 2>/dev/null  # (the Debian launcher script prints a harmless shell warning)
