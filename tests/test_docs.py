@@ -117,7 +117,7 @@ def test_api_index_links_resolve(site):
         def handle_starttag(self, tag, attrs): self.ids |= {v for k, v in attrs if k == 'id'}
     api = (site/'api.html').read_text()
     article = api[api.index('<article'):api.index('</article>')]
-    links = re.findall(r'href="([\w.-]+\.html)#([^"]+)"', article)
+    links = re.findall(r'<li><a href="([\w.-]+\.html)#([^"]+)">', article)  # each entry's own link (not links in docstrings)
     assert links or 'No chapter documents an API yet' in article
     ids = {}
     for page, anchor in links:
