@@ -288,20 +288,21 @@ def build(out:Path, jobs:int=2, keep:Path|None=None, quiet=False) -> Path:
         if f.endswith('.ipynb'): return None  # a chapter that is not written yet: text without a link
         if f.startswith('../'): return repo_file_url(target[3:])  # a file of the repository, outside the site
         return target
-    nav, api = [], []
+    nav, api, texts = [], [], {}
     for p, nb, fm in zip(paths, nbs, fms):
         name = names[p.name]
         page = notebook_markdown(nb, name, link, files_dir=f'{name}_files', out_cls='pb-out')
         title = fm.get('title') or p.stem
         head = f"---\ntitle: {json.dumps(title)}\n---\n\n# {title}\n"
         if fm.get('description'): head += f"\n{fm['description']}\n{{: .pb-lead }}\n"
-        (md_dir/f'{name}.md').write_text(head + '\n' + page.text)
+        texts[name] = head + '\n' + page.text
         for rel, data in page.files.items():
             (md_dir/rel).parent.mkdir(parents=True, exist_ok=True); (md_dir/rel).write_bytes(data)
         label = title if name == 'index' else f"{p.stem.split('_')[0]} · {title}"
         nav.append({('Home' if name == 'index' else label): f'{name}.md'})
         if page.api: api.append((label, name, page.api))
-    (md_dir/'api.md').write_text(api_page(api))
+    texts['api'] = api_page(api)
+    for name, text in drop_dead_anchors(texts).items(): (md_dir/f'{name}.md').write_text(text)
     nav.append({'API index': 'api.md'})
     shutil.copytree(SITE_SRC/'assets', md_dir/'assets')
     cfg = yaml.safe_load((SITE_SRC/'mkdocs.yml').read_text())
@@ -320,6 +321,16 @@ def build(out:Path, jobs:int=2, keep:Path|None=None, quiet=False) -> Path:
         print(f"docs: {len(paths)} notebooks -> {out} (nbdev processing {t1-t0:.1f} s, "
               f"markdown + mkdocs {time.time()-t1:.1f} s)")
     return Path(out)
+
+_re_page_anchor = re.compile(r'\[([^\]]*)\]\(([\w.-]+)\.md#([^)\s]+)\)')
+def drop_dead_anchors(texts:dict) -> dict:
+    """Unlink `[x](page.md#anchor)` where the page has no such heading: nbdev links every name it knows,
+    private helpers included, but only documented names get a section."""
+    anchors = {n: {slug(h) for h in re.findall(r'^#{1,6}\s+(.+?)\s*$', t, re.M)} for n, t in texts.items()}
+    def sub(m):
+        text, page, anchor = m.groups()
+        return m.group(0) if page not in anchors or anchor in anchors[page] else text
+    return {n: _re_page_anchor.sub(sub, t) for n, t in texts.items()}
 
 def api_page(api:list) -> str:
     "The API index: every `show_doc` entry of every chapter, linked to its section."
