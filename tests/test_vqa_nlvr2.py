@@ -55,8 +55,14 @@ def test_vqa_head_shapes_and_labels(proc, cfg, vqa_data, vocab):
     out = model(**batch)
     assert out.logits.shape == (3, len(vocab)) and out.pooler_output.shape == (3, cfg.hidden_size)
     assert out.loss.ndim == 0 and torch.isfinite(out.loss) and 0 <= out.accuracy <= 1
+    # every answer starts at probability 1/K
+    assert torch.allclose(torch.sigmoid(model.classifier.out.bias), torch.full((len(vocab),), 1 / len(vocab)))
     # the processing chapter's collate_vqa takes an AnswerVocab and builds the same soft targets
-    assert torch.allclose(collate_vqa(proc, vocab)(samples)["labels"], batch["labels"])
+    other = collate_vqa(proc, vocab)(samples)
+    assert torch.allclose(other["labels"], batch["labels"])
+    model.eval()
+    assert torch.allclose(model(**other).logits, model(**batch).logits)  # its extra keys (question_ids, ...) are ignored
+    model.train()
     blind = VQACollator(proc, vocab, use_pixels=False)(samples)
     assert "pixel_values" not in blind and model(**blind).logits.shape == (3, len(vocab))
     out.loss.backward()
