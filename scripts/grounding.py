@@ -25,6 +25,7 @@ def untrained_like(model, seed:int):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('--model', help='a pixelbert-pretrain run folder or a save_pretrained folder (skips pre-training)')
+    ap.add_argument('--processor', default=None, help='processor folder (default: the model folder, then its parent)')
     ap.add_argument('--out', default='runs/grounding', help='run folder for pre-training (default: runs/grounding)')
     ap.add_argument('--steps', type=int, default=800, help='pre-training steps (default: 800)')
     ap.add_argument('--seed', type=int, default=0, help='run seed: initialisation of both models, data order')
@@ -49,7 +50,7 @@ def main(argv=None):
                           no_progress=True, threads=a.threads)
         if rc: sys.exit(rc)
         model_dir = a.out
-    trained, processor = load_model_and_processor(model_dir)
+    trained, processor = load_model_and_processor(model_dir, a.processor)
     samples = grounding_samples('val', n_images=a.eval_images)
     results = {'untrained': pointing_game(untrained_like(trained, a.seed), processor, samples),
                'pre-trained': pointing_game(trained, processor, samples)}

@@ -264,7 +264,7 @@ def test_pointing_game_oracle_and_uniform(processor, samples):
     ScriptedAttention.mode = 'oracle'
     res = pointing_game(net, processor, samples, batch_size=7)
     assert res['samples'] > 10 and res['samples'] + res['skipped'] == len(samples)
-    for k in ('layer_0', 'layer_3', 'rollout'): assert res[k] == 1.0 and res['any_object'][k] == 1.0
+    for k in ('layer_0', 'layer_3', 'rollout'): assert res[k] == res['any_object'][k] == res['among_objects'][k] == 1.0
     assert 0 < res['chance'] < 0.25 and res['chance'] < res['any_object']['chance']
     ScriptedAttention.mode = 'uniform'
     uni = pointing_game(net, processor, samples, batch_size=5)
@@ -273,13 +273,16 @@ def test_pointing_game_oracle_and_uniform(processor, samples):
         assert uni['any_object'][k] == pytest.approx(uni['any_object']['chance'], abs=1e-9)
     assert uni['chance'] == pytest.approx(res['chance'])
     table = pointing_table({'oracle': res, 'uniform': uni})
-    assert '| rollout | 1.000 | 1.000 |' in table and 'random object' in table
+    assert '| layer 3 | 1.000 | 1.000 | 1.000 | 1.00 |' in table and 'random object' in table
+    for k in ('layer_0', 'layer_3'):  # every row of the oracle puts all its weight on pixels; uniform rows spread it
+        assert res['pixel_share'][k] == pytest.approx(1.0) and 0.5 < uni['pixel_share'][k] < 1.0
 
 
 def test_pointing_game_real_model(model, processor, samples):
     "On a real (untrained) model: rates in [0, 1], one per layer plus rollout; bad input refused."
     res = pointing_game(model, processor, samples, layers=[0, 3])
-    assert set(res) == {'samples', 'skipped', 'chance', 'object_chance', 'layer_0', 'layer_3', 'rollout', 'any_object'}
+    assert set(res) == {'samples', 'skipped', 'chance', 'object_chance', 'layer_0', 'layer_3', 'rollout', 'any_object', 'among_objects', 'pixel_share'}
+    assert all(res['any_object'][k] >= res[k] - 1e-9 for k in ('layer_0', 'rollout'))  # the named object is one of the objects
     assert all(0 <= res[k] <= 1 for k in ('chance', 'object_chance', 'layer_0', 'layer_3', 'rollout'))
     assert 0 < res['object_chance'] <= 1
     with pytest.raises(ValueError, match='names a single object'):
