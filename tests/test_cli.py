@@ -1,0 +1,127 @@
+"Command line: --help of each script, the demo's --quick run and its contract, finetune/eval round trips (synthetic and real-format files), bad input."
+import json, os, subprocess, sys
+from pathlib import Path
+import pytest
+import torch
+from fastcore.script import CliError
+from pixelbert.cli import finetune_cli, eval_cli, demo_cli, parse_data_spec
+
+torch.set_num_threads(1)  # tiny models on a shared CPU: one thread is fastest
+BIN = Path(sys.executable).parent
+ENV = dict(os.environ, PYTHONHASHSEED='0', MPLBACKEND='Agg', TOKENIZERS_PARALLELISM='false', HF_HUB_OFFLINE='1',
+           TRANSFORMERS_OFFLINE='1', OMP_NUM_THREADS='1')
+SMALL = dict(steps=2, n_images=12, eval_images=4, batch_size=6, no_progress=True, threads=1)
+
+def run(*args, timeout=600):
+    return subprocess.run([str(BIN / args[0]), *map(str, args[1:])], capture_output=True, text=True, env=ENV, timeout=timeout)
+
+CONTRACT = {'device', 'seconds', 'pretrain', 'vqa', 'nlvr2', 'retrieval'}
+SUBKEYS = dict(pretrain={'mlm_accuracy', 'itm_accuracy'},
+               vqa={'accuracy', 'question_only_accuracy', 'from_scratch_accuracy', 'per_type'},
+               nlvr2={'accuracy'},
+               retrieval={'pool_images', 'tr_r1', 'tr_r5', 'tr_r10', 'ir_r1', 'ir_r5', 'ir_r10'})
+
+@pytest.mark.parametrize('script', ['pixelbert-demo', 'pixelbert-finetune', 'pixelbert-eval'])
+def test_help(script):
+    r = run(script, '--help', timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert 'usage:' in r.stdout and '--out' in r.stdout
+    if script != 'pixelbert-demo': assert 'vqa, nlvr2 or retrieval' in r.stdout
+
+def test_demo_quick(tmp_path):
+    out = tmp_path / 'demo'
+    r = run('pixelbert-demo', '--quick', '--out', out, '--no-progress', '--threads', '1')
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert '[6/6]' in r.stderr  # progress per stage
+    m = json.loads((out / 'metrics.json').read_text())
+    assert CONTRACT <= set(m)
+    for k, sub in SUBKEYS.items(): assert sub <= set(m[k]), (k, set(m[k]))
+    assert m['device'] == 'cpu' and m['seconds'] > 0
+    for k, sub in SUBKEYS.items():
+        for s in sub - {'per_type', 'pool_images'}: assert 0 <= m[k][s] <= 1, (k, s, m[k][s])
+    assert set(m['vqa']['per_type']) == {'color', 'shape', 'size', 'count', 'exists', 'relation'}
+    assert m['retrieval']['pool_images'] == 30 and m['retrieval']['tr_r1'] <= m['retrieval']['tr_r5'] <= m['retrieval']['tr_r10']
+    assert {'pretrained', 'untrained', 'best_layer'} <= set(m['grounding']) and set(m['stages']) >= {'pretrain', 'vqa', 'nlvr2'}
+    pngs = ['loss_curves.png', 'grounding.png', 'vqa_examples.png', 'attention_caption.png', 'attention_question.png']
+    for p in pngs: assert (out / p).read_bytes()[:8] == b'\x89PNG\r\n\x1a\n', p
+    report = (out / 'report.md').read_text()
+    assert all(f'({p})' in report for p in pngs) and '| VQA' in report and 'from scratch' in report
+    # the demo's run folders are usable by the other commands: evaluate its VQA model on two test images
+    assert (out / 'vqa' / 'final' / 'model.safetensors').is_file() and (out / 'pretrain' / 'final' / 'config.json').is_file()
+    res = json.loads((out / 'vqa' / 'test_results.json').read_text())
+    assert {'question_id', 'answer'} == set(res[0])
+
+def test_finetune_eval_synthetic(tmp_path):
+    "VQA from scratch, then retrieval from a saved pre-training model (ranking head from ITM), each evaluated by pixelbert-eval."
+    assert finetune_cli('vqa', out=str(tmp_path / 'vqa'), **SMALL) == 0
+    m = json.loads((tmp_path / 'vqa' / 'metrics.json').read_text())
+    assert m['init'] == 'scratch' and m['steps'] == 2 and 0 <= m['eval']['accuracy'] <= 1 and m['eval']['n'] == 12
+    assert json.loads((tmp_path / 'vqa' / 'val_results.json').read_text())[0].keys() == {'question_id', 'answer'}
+    assert (tmp_path / 'vqa' / 'final' / 'answers.json').is_file() and not list((tmp_path / 'vqa').glob('checkpoint-*'))
+    assert eval_cli('vqa', model=str(tmp_path / 'vqa'), n_images=3, out=str(tmp_path / 'ev' / 'vqa.json'), threads=1) == 0
+    ev = json.loads((tmp_path / 'ev' / 'vqa.json').read_text())
+    assert ev['n'] == 9 and set(ev['per_type']) and Path(ev['results_file']).name == 'vqa_results.json'
+    assert len(json.loads(Path(ev['results_file']).read_text())) == 9
+
+    from pixelbert.processing import PixelBertProcessor
+    from pixelbert.pretraining import PixelBertForPreTraining, pretraining_config
+    proc = PixelBertProcessor.from_preset('tiny')
+    torch.manual_seed(0)
+    pre = PixelBertForPreTraining(pretraining_config('tiny', proc.tokenizer))
+    pre.save_pretrained(tmp_path / 'pre' / 'final'); proc.save_pretrained(tmp_path / 'pre' / 'final')
+    assert finetune_cli('retrieval', out=str(tmp_path / 'ret'), model=str(tmp_path / 'pre'), **SMALL) == 0
+    m = json.loads((tmp_path / 'ret' / 'metrics.json').read_text())
+    assert 'ranking head from the ITM head' in m['init'] and m['eval']['pool_images'] == 4
+    assert eval_cli('retrieval', model=str(tmp_path / 'ret' / 'final'), n_images=5, mode='both', k=2,
+                    out=str(tmp_path / 'ev' / 'ret.json'), threads=1) == 0
+    ev = json.loads((tmp_path / 'ev' / 'ret.json').read_text())
+    assert ev['pool_images'] == 5 and ev['fast']['pairs'] < ev['exact']['pairs'] == 25
+
+def test_real_format_files(tmp_path):
+    "Files written by pixelbert-synth go through the real readers: NLVR2 JSON lines, VQA v2 JSON, a Karpathy split."
+    r = run('pixelbert-synth', '--out', tmp_path / 'w', '--n-images', 8)
+    assert r.returncode == 0, r.stderr[-2000:]
+    w = tmp_path / 'w'
+    nl = f"nlvr2:{w / 'nlvr2' / 'data' / 'train.json'}"
+    assert finetune_cli('nlvr2', out=str(tmp_path / 'nl'), data=nl, eval_data=f"nlvr2:{w / 'nlvr2' / 'data' / 'dev.json'}", **SMALL) == 0
+    m = json.loads((tmp_path / 'nl' / 'metrics.json').read_text())
+    assert m['eval']['n'] == 8 and 0 <= m['eval']['accuracy'] <= 1
+    assert eval_cli('nlvr2', model=str(tmp_path / 'nl'), data=f"nlvr2:{w / 'nlvr2' / 'data' / 'dev.json'},{w / 'nlvr2' / 'images' / 'dev'}",
+                    out=str(tmp_path / 'ev' / 'nl.json'), threads=1) == 0
+    lines = (tmp_path / 'ev' / 'nl_predictions.csv').read_text().splitlines()
+    assert len(lines) == 8 and lines[0].rsplit(',', 1)[1] in ('True', 'False')
+    q = w / 'vqa' / 'Questions' / 'v2_OpenEnded_mscoco_train2014_questions.json'
+    a = w / 'vqa' / 'Annotations' / 'v2_mscoco_train2014_annotations.json'
+    assert finetune_cli('vqa', out=str(tmp_path / 'vq'), data=f'vqa:{q},{a}', **SMALL) == 0
+    assert 'eval' not in json.loads((tmp_path / 'vq' / 'metrics.json').read_text())  # real data and no --eval-data: no metrics
+    qv = w / 'vqa' / 'Questions' / 'v2_OpenEnded_mscoco_val2014_questions.json'
+    av = w / 'vqa' / 'Annotations' / 'v2_mscoco_val2014_annotations.json'
+    assert eval_cli('vqa', model=str(tmp_path / 'vq'), data=f'vqa:{qv},{av}', out=str(tmp_path / 'ev' / 'vq.json'), threads=1) == 0
+    assert json.loads((tmp_path / 'ev' / 'vq.json').read_text())['n'] == 24
+    assert eval_cli('vqa', model=str(tmp_path / 'vq'), data=f'vqa:{qv}', out=str(tmp_path / 'ev' / 'vq_test.json'), threads=1) == 0
+    ev = json.loads((tmp_path / 'ev' / 'vq_test.json').read_text())  # questions only, like test-dev: predictions only
+    assert ev['accuracy'] is None and len(json.loads((tmp_path / 'ev' / 'vq_test_results.json').read_text())) == 24
+    kp = w / 'karpathy' / 'dataset_flickr30k.json'
+    with pytest.raises(CliError, match='holds a PixelBertForVQA, not a PixelBertForRetrieval'):
+        eval_cli('retrieval', model=str(tmp_path / 'vq'), data=f'karpathy:{kp}', threads=1)
+
+def test_bad_input(tmp_path):
+    with pytest.raises(CliError, match="unknown task 'caption'"): finetune_cli('caption', out=str(tmp_path / 'x'), **SMALL)
+    with pytest.raises(CliError, match='--out DIR is required'): finetune_cli('vqa', **SMALL)
+    with pytest.raises(CliError, match='does not exist'): finetune_cli('vqa', out=str(tmp_path / 'x'), model=str(tmp_path / 'none'), **SMALL)
+    with pytest.raises(CliError, match="unknown kind 'coco'"): finetune_cli('vqa', out=str(tmp_path / 'x'), data='coco:a.json', **SMALL)
+    with pytest.raises(CliError, match='questions file'): finetune_cli('vqa', out=str(tmp_path / 'x'), data='vqa:/no/q.json', **SMALL)
+    with pytest.raises(CliError, match='--model DIR is required'): eval_cli('vqa')
+    (tmp_path / 'empty').mkdir()
+    with pytest.raises(CliError, match='config.json and model.safetensors missing'): eval_cli('nlvr2', model=str(tmp_path / 'empty'))
+    with pytest.raises(CliError, match='--mode must be'): eval_cli('retrieval', model=str(tmp_path / 'empty'), mode='approx')
+    with pytest.raises(CliError, match='no CUDA GPU'):
+        if torch.cuda.is_available(): raise CliError('no CUDA GPU (skipped: this machine has one)')
+        demo_cli(out=str(tmp_path / 'd'), quick=True, device='cuda')
+    (tmp_path / 'file').write_text('x')
+    with pytest.raises(CliError, match='is a file'): demo_cli(out=str(tmp_path / 'file'), quick=True)
+    # the scripts themselves: a clear message and a non-zero exit status, no traceback
+    r = run('pixelbert-finetune', 'nlvr2', '--out', tmp_path / 'y', '--data', 'vqa:x.json', timeout=120)
+    assert r.returncode != 0 and 'holds vqa data, but the task is nlvr2' in r.stderr and 'Traceback' not in r.stderr
+    r = run('pixelbert-eval', 'vqa', '--model', tmp_path / 'missing', timeout=120)
+    assert r.returncode != 0 and 'does not exist' in r.stderr and 'Traceback' not in r.stderr
