@@ -32,6 +32,9 @@ def quiet_threads(fn):
     (dict(batch_size=7, micro_batch=2), 'not a multiple'),
     (dict(preset='huge'), 'unknown --preset'),
     (dict(steps=0), '--steps'),
+    (dict(config='hidden_size'), 'key=value'),
+    (dict(config='hidden_size=130'), 'divisible'),
+    (dict(config='hiden_size=128'), 'unknown configuration fields'),
 ])
 def test_bad_command_lines(kw, message, tmp_path):
     with pytest.raises(CliError, match=message): pretrain_cli(**(FAST | dict(steps=2) | kw), out=str(tmp_path / 'x'))
