@@ -549,7 +549,7 @@ Trainer.fit = _fit
 
 # %% ../nbs/09_trainer.ipynb #d4691d44
 TRAIN_PRESETS = dict(
-    tiny=dict(batch_size=32, lr=1e-3, backbone_lr=2e-2, warmup=0.05, max_grad_norm=1.0, log_every=10, save_every=200, workers=0),
+    tiny=dict(batch_size=32, lr=3e-4, backbone_lr=2e-2, warmup=0.05, max_grad_norm=1.0, log_every=10, save_every=200, workers=0),
     base=dict(batch_size=64, lr=1e-4, backbone_lr=1e-2, warmup=0.05, max_grad_norm=1.0, log_every=50, save_every=2000, workers=4),
     large=dict(batch_size=64, lr=1e-4, backbone_lr=1e-2, warmup=0.05, max_grad_norm=1.0, log_every=50, save_every=2000, workers=4),
 )
