@@ -68,11 +68,11 @@ def probe_transformer(tr, va, tok, lr, a, side):
         m.train(); return hits / n
     g = torch.Generator().manual_seed(a.seed); curve = {}
     for step in range(1, a.steps + 1):
-        o = m(**batch(tr, torch.randint(len(tr[1]), (a.batch_size,), generator=g)), mlm=a.mlm, generator=g)
+        o = m(**batch(tr, torch.randint(len(tr[1]), (a.batch_size,), generator=g)), mlm=a.mlm and step > a.itm_warmup, generator=g)
         opt.zero_grad(); o.loss.backward(); torch.nn.utils.clip_grad_norm_(m.parameters(), 1.0); opt.step(); sched.step()
         if step % a.eval_every == 0:
             curve[step] = round(evaluate(), 3)
-            print(f"  transformer lr={lr:g} tokens={a.tokens} mlm={a.mlm} dropout={a.dropout}: step {step} held-out ITM {curve[step]}", flush=True)
+            print(f"  transformer lr={lr:g} tokens={a.tokens} mlm={a.mlm} (after {a.itm_warmup}) dropout={a.dropout}: step {step} held-out ITM {curve[step]}", flush=True)
     return curve
 
 
@@ -111,6 +111,9 @@ def main(argv=None):
     ap.add_argument('--n-train', type=int, default=3000, help='training scenes (5 captions each)')
     ap.add_argument('--n-val', type=int, default=300, help='held-out scenes')
     ap.add_argument('--tag-steps', type=int, default=300, help='steps of CNN tag training before the probe')
+    ap.add_argument('--itm-warmup', type=int, default=0, help='with --mlm: steps of ITM alone before MLM joins')
+    ap.add_argument('--cnn', default=None, help='load a tag-trained CNN state dict (.pt) instead of training one')
+    ap.add_argument('--save-cnn', default=None, help='save the tag-trained CNN state dict here')
     ap.add_argument('--no-mlp', action='store_true'); ap.add_argument('--seed', type=int, default=0)
     ap.add_argument('--threads', type=int, default=1); ap.add_argument('--json', default=None)
     a = ap.parse_args(argv)
@@ -123,10 +126,13 @@ def main(argv=None):
     from pixelbert.cli import pretrain_backbone
     proc = PixelBertProcessor.from_preset('tiny'); tok = proc.tokenizer
     t0 = time.time()
-    with tempfile.TemporaryDirectory() as d:
-        state, log = pretrain_backbone(PixelBertConfig.from_preset('tiny'), proc, d, steps=a.tag_steps, progress=False, seed=a.seed)
+    if a.cnn: state = torch.load(a.cnn, weights_only=True); print(f"CNN from {a.cnn}", flush=True)
+    else:
+        with tempfile.TemporaryDirectory() as d:
+            state, log = pretrain_backbone(PixelBertConfig.from_preset('tiny'), proc, d, steps=a.tag_steps, progress=False, seed=a.seed)
+        print(f"CNN tag-trained for {a.tag_steps} steps in {time.time() - t0:.0f} s (last tag accuracy {log[-1].get('accuracy')})", flush=True)
+        if a.save_cnn: torch.save(state, a.save_cnn)
     cnn = build_backbone('tiny_cnn', None, freeze_bn=False); cnn.load_state_dict(state); cnn.eval()
-    print(f"CNN tag-trained for {a.tag_steps} steps in {time.time() - t0:.0f} s (last tag accuracy {log[-1].get('accuracy')})", flush=True)
     pooled = a.tokens == 1
     tr = features(cnn, proc, tok, 'train', a.n_train, pooled); va = features(cnn, proc, tok, 'val', a.n_val, pooled)
     a.eval_pairs = min(a.eval_pairs, len(va[1]) // 100 * 100)
