@@ -81,7 +81,7 @@ def probe_mlp(tr, va, tok, a):
     def bow(ids): x = torch.zeros(len(ids), len(tok)).scatter_(1, ids, 1.0); x[:, :5] = 0; return x  # no special tokens
     def rows(d, idx, g):
         maps, ids, _, img = d
-        f, w = maps.amax((2, 3))[img[idx]], bow(ids[idx])
+        f, w = maps[img[idx]].amax((2, 3)), bow(ids[idx])  # maps are max-pooled already (1x1) or pooled here per batch
         nt, ni = itm_negatives(img[idx], 1.0, g)
         x = torch.cat([torch.cat([f, w], 1), torch.cat([f[ni], w[nt]], 1)])
         return x, torch.cat([torch.ones(len(idx)), torch.zeros(len(nt))]).long()
@@ -139,8 +139,7 @@ def main(argv=None):
     side = 8 if pooled else 128
     res = dict(args=vars(a), transformer={})
     if not a.no_mlp:
-        trf, vaf = (tr, va) if pooled else (features(cnn, proc, tok, 'train', a.n_train, True), features(cnn, proc, tok, 'val', a.n_val, True))
-        res['mlp'] = probe_mlp(trf, vaf, tok, a)
+        res['mlp'] = probe_mlp(tr, va, tok, a)  # it max-pools the maps itself: no second CNN pass
     for lr in [float(x) for x in a.lrs.split(',')]:
         t1 = time.time()
         res['transformer'][f'{lr:g}'] = probe_transformer(tr, va, tok, lr, a, side)
