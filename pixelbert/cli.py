@@ -469,11 +469,16 @@ class SynthTags(torch.utils.data.Dataset):
                  split:str='train', # the split's scenes (disjoint from the other splits, like every synthetic set)
                  image_size:int=128, # side of the rendered images
                  stream:int=7): # scene stream: 0 is the pool shared by captions, VQA and retrieval
+        self.n, self.seed, self.split, self.image_size, self.stream = n_images, seed, split, image_size, stream
+    def __len__(self): return self.n
+    def scene(self, i):
+        "Scene `i`, made when asked (a tagging run of a few hundred steps reads only some of them)."
         from pixelbert.synth import make_scene
-        self.scenes = [make_scene(seed, split, i, stream) for i in range(n_images)]
-        self.image_size = image_size
-    def __len__(self): return len(self.scenes)
-    def __getitem__(self, i): return self.scenes[i].render(self.image_size), scene_tags(self.scenes[i])
+        if not 0 <= i < self.n: raise IndexError(f"scene {i} of a {self.n}-image tag set")
+        return make_scene(self.seed, self.split, i, self.stream)
+    def __getitem__(self, i):
+        s = self.scene(i)
+        return s.render(self.image_size), scene_tags(s)
 
 class TagClassifier(torch.nn.Module):
     "A CNN backbone with a linear tag classifier on its max-pooled feature map: `forward(pixel_values, labels)` -> loss, accuracy."
@@ -496,6 +501,7 @@ def pretrain_backbone(config:PixelBertConfig, # the model's configuration: which
                       steps:int=300, batch_size:int=64,
                       lr:float=3e-3, # AdamW for the CNN and the classifier (a from-scratch CNN: the paper's SGD is for fine-tuning ImageNet weights)
                       seed:int=0, device='cpu', precision:str='fp32', progress:bool=True, log_every:int=10,
+                      single_process:bool=False, # train in this process alone even under torchrun
                      ) -> tuple: # (backbone state dict, log records)
     "Train the CNN backbone to tag synthetic images (the demo's stand-in for ImageNet weights); returns its weights."
     from pixelbert.visual import build_backbone
@@ -510,7 +516,7 @@ def pretrain_backbone(config:PixelBertConfig, # the model's configuration: which
                     labels=torch.stack([y for _, y in items]))
     args = TrainArgs(out=str(out), steps=steps, batch_size=batch_size, lr=lr, backbone_lr=lr, warmup=0.05, decay_at=(0.8,),
                      seed=seed, device=str(device), precision=precision, progress=progress, log_every=log_every,
-                     save_every=steps, keep_checkpoints=1)
+                     save_every=steps, keep_checkpoints=1, single_process=single_process)
     Trainer(model, data, collate, args).fit()
     _drop_checkpoints(out)
     return {k: v.detach().cpu() for k, v in model.cnn.state_dict().items()}, read_log(Path(out)/'log.jsonl')

@@ -24,7 +24,7 @@ __all__ = ['MODEL_FILE', 'STATE_FILE', 'TRAIN_PRESETS', 'TrainArgs', 'unwrap', '
            'seed_everything', 'StepBatchSampler', 'DistInfo', 'init_distributed', 'UnsafeCheckpointError',
            'list_checkpoints', 'save_model', 'write_atomically', 'save_checkpoint', 'load_training_state',
            'load_model_weights', 'get_rng_state', 'set_rng_state', 'StopSignal', 'NonFiniteLossError', 'read_log',
-           'plot_log', 'Trainer', 'pretraining_data', 'parse_overrides', 'pretrain_cli']
+           'plot_log', 'Trainer', 'tagged_backbone', 'pretraining_data', 'parse_overrides', 'pretrain_cli']
 
 # %% ../nbs/09_trainer.ipynb #00d93d96
 @dataclass
@@ -58,6 +58,7 @@ class TrainArgs:
     stop_after:int=0 # stop (with a checkpoint) after this many steps of this invocation, e.g. for a job's time limit (0: never)
     progress:bool=True # show a progress bar (main process only)
     find_unused_parameters:bool=False # DDP option for models that skip parameters in some steps
+    single_process:bool=False # ignore torchrun's environment and train in this process alone (a preliminary stage on one rank)
 
 # %% ../nbs/09_trainer.ipynb #222377cb
 def unwrap(model:nn.Module) -> nn.Module:
@@ -194,10 +195,11 @@ class DistInfo:
     @property
     def enabled(self) -> bool: return self.world_size > 1
 
-def init_distributed(device:str|None=None) -> tuple:
+def init_distributed(device:str|None=None, single_process:bool=False) -> tuple:
     "Join the process group torchrun describes in the environment (nothing to join for a plain run); returns `(DistInfo, torch.device)`."
     env = os.environ
     info = DistInfo(int(env.get('RANK', 0)), int(env.get('WORLD_SIZE', 1)), int(env.get('LOCAL_RANK', 0)))
+    if single_process: info = DistInfo(0, 1, info.local_rank)  # alone, on this process's own device
     if device is None: device = 'cuda' if torch.cuda.is_available() else 'cpu'
     dev = torch.device(device)
     if dev.type == 'cuda':
@@ -361,12 +363,14 @@ class Trainer:
                  collate_fn=None, # turns a list of items into a batch dict (None: torch's default)
                  args:TrainArgs|None=None,
                  save_extra=None, # called with the final model's folder to save more there (a processor, say)
-                 loader_fn=None): # `loader_fn(start_step)` -> this process's micro-batches from that step on (streamed data)
+                 loader_fn=None, # `loader_fn(start_step)` -> this process's micro-batches from that step on (streamed data)
+                 step_kwargs=None): # `step_kwargs(step)` -> extra forward arguments at that step (a curriculum), e.g. `dict(mlm=False)`
         self.args = args = args or TrainArgs()
-        self.dist, self.device = init_distributed(args.device)
+        self.dist, self.device = init_distributed(args.device, args.single_process)
         self.model = model.to(self.device)
         if args.channels_last: self.model.to(memory_format=torch.channels_last)
         self.dataset, self.collate_fn, self.save_extra, self.loader_fn = dataset, collate_fn, save_extra, loader_fn
+        self.step_kwargs = step_kwargs
         self.out = Path(args.out)
         self.optimizers = build_optimizers(self.model, args)
         self.schedulers = build_schedulers(self.optimizers, args)
@@ -472,7 +476,7 @@ def _fit(self:Trainer) -> dict:
     from tqdm.auto import tqdm
     bar = tqdm(total=a.steps, initial=start, disable=not (d.is_main and a.progress), unit='step', dynamic_ncols=True)
     params = [p for p in self.model.parameters() if p.requires_grad]
-    sums, n_logged, t_last, saved_time = {}, 0, time.perf_counter(), 0.0
+    sums, seen, n_logged, t_last, saved_time = {}, {}, 0, time.perf_counter(), 0.0
     self.model.train()
     batches = iter(dl)
     result = dict(interrupted=0)
@@ -487,10 +491,11 @@ def _fit(self:Trainer) -> dict:
                     if a.channels_last and 'pixel_values' in batch and batch['pixel_values'].ndim == 4:
                         batch['pixel_values'] = batch['pixel_values'].contiguous(memory_format=torch.channels_last)
                     seed_everything(mix_seed(a.seed, 0, self.step, d.rank * a.grad_accum + micro))
+                    extra = self.step_kwargs(self.step) if self.step_kwargs is not None else {}
                     sync = not d.enabled or micro == a.grad_accum - 1
                     with (contextlib.nullcontext() if sync else fwd.no_sync()):
                         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=self.bf16):
-                            out = fwd(**batch)
+                            out = fwd(**batch, **extra)
                         loss = out.loss if hasattr(out, 'loss') else out['loss']
                         (loss / a.grad_accum).backward()
                     scalars = _scalars(out) | dict(loss=loss.detach().float())
@@ -511,13 +516,13 @@ def _fit(self:Trainer) -> dict:
                 for o in self.optimizers.values(): o.zero_grad(set_to_none=True)
                 self.step += 1
                 step_sums['grad_norm'] = gnorm.detach().float()
-                for k, v in step_sums.items(): sums[k] = sums.get(k, 0.0) + v
+                for k, v in step_sums.items(): sums[k], seen[k] = sums.get(k, 0.0) + v, seen.get(k, 0) + 1  # a curriculum may skip a loss in some steps
                 n_logged += 1
                 self.elapsed += time.perf_counter() - t0
                 bar.update(1)
                 if self.step % a.log_every == 0 or self.step == a.steps or flags[1] > 0:
                     keys = sorted(sums)
-                    vals = torch.stack([torch.as_tensor(sums[k], device=dev).float() for k in keys]) / n_logged
+                    vals = torch.stack([torch.as_tensor(sums[k], device=dev).float() / seen[k] for k in keys])
                     if d.enabled: dist.all_reduce(vals); vals /= d.world_size
                     now = time.perf_counter()
                     rec = dict(step=self.step, epoch=round(self.step * a.batch_size / len(self.dataset), 4))
@@ -528,7 +533,7 @@ def _fit(self:Trainer) -> dict:
                     if d.is_main:
                         with open(self.out / 'log.jsonl', 'a') as f: f.write(json.dumps(rec) + '\n')
                         bar.set_postfix(loss=f"{rec['loss']:.3f}", pairs_s=f"{rec['pairs_per_s']:.1f}")
-                    sums, n_logged, t_last, saved_time = {}, 0, now, 0.0
+                    sums, seen, n_logged, t_last, saved_time = {}, {}, 0, now, 0.0
                 if flags[1] > 0:
                     result['interrupted'] = int(flags[1].item())
                     self.log(f"\nstopping on signal {result['interrupted']} at step {self.step}: writing a checkpoint")
@@ -549,10 +554,30 @@ Trainer.fit = _fit
 
 # %% ../nbs/09_trainer.ipynb #d4691d44
 TRAIN_PRESETS = dict(
-    tiny=dict(batch_size=32, lr=3e-4, backbone_lr=2e-2, warmup=0.05, max_grad_norm=1.0, log_every=10, save_every=200, workers=0),
-    base=dict(batch_size=64, lr=1e-4, backbone_lr=1e-2, warmup=0.05, max_grad_norm=1.0, log_every=50, save_every=2000, workers=4),
-    large=dict(batch_size=64, lr=1e-4, backbone_lr=1e-2, warmup=0.05, max_grad_norm=1.0, log_every=50, save_every=2000, workers=4),
+    tiny=dict(batch_size=32, lr=3e-4, backbone_lr=2e-2, warmup=0.05, max_grad_norm=1.0, log_every=10, save_every=200, workers=0,
+              mlm_after=0.4, backbone_weights='tags', model=dict(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)),
+    base=dict(batch_size=64, lr=1e-4, backbone_lr=1e-2, warmup=0.05, max_grad_norm=1.0, log_every=50, save_every=2000, workers=4,
+              mlm_after=0, backbone_weights=None, model={}),
+    large=dict(batch_size=64, lr=1e-4, backbone_lr=1e-2, warmup=0.05, max_grad_norm=1.0, log_every=50, save_every=2000, workers=4,
+              mlm_after=0, backbone_weights=None, model={}),
 )
+
+def tagged_backbone(config, # the model's configuration (which CNN, the image size)
+                    processor, # its processor (the image normalisation)
+                    folder, # where the tagging run and `backbone.safetensors` go
+                    steps:int=300, seed:int=0, device:str|None=None, precision:str='auto', progress:bool=True) -> dict:
+    "The CNN tag-trained on synthetic scenes (`pixelbert.cli.pretrain_backbone`, the `tiny` preset's stand-in for ImageNet weights), re-used from `folder` when there."
+    folder = Path(folder); path = folder / 'backbone.safetensors'
+    if path.is_file(): return load_file(str(path))
+    from pixelbert.cli import pretrain_backbone
+    if folder.exists(): shutil.rmtree(folder)  # an interrupted tagging stage starts again
+    device = device or ('cuda' if torch.cuda.is_available() else 'cpu')
+    precision = 'fp32' if precision == 'auto' and torch.device(device).type == 'cpu' else ('bf16' if precision == 'auto' else precision)
+    sd, _ = pretrain_backbone(config, processor, folder, steps=steps, seed=seed, device=device, precision=precision,
+                              progress=progress, single_process=True)
+    tmp = folder / '.tmp-backbone.safetensors'
+    save_file({k: v.contiguous() for k, v in sd.items()}, str(tmp)); os.replace(tmp, path)  # complete or absent
+    return sd
 
 def pretraining_data(spec:str, # 'synthetic', 'coco:FILE', 'vg:FILE' or 'karpathy:FILE'; comma-separated to mix
                      split:str='train', # synthetic split
@@ -610,8 +635,10 @@ def pretrain_cli(
     mlm_probability:float=0.15, # share of caption tokens masked
     whole_word_masking:store_true=False, # mask whole words rather than WordPiece tokens
     itm_negative_ratio:float=1.0, # ITM negatives per positive
+    mlm_after:float=None, # ITM alone before MLM joins: a fraction of the run if < 1, else steps (0: both from the start; default: the preset's)
     itm_hard_negatives:float=0.0, # share of ITM negatives that are false captions of the image (synthetic data only)
-    backbone_weights:str=None, # override the preset's CNN weights: a torchvision weights name, a file, or 'none'
+    backbone_weights:str=None, # the CNN's start: 'tags' (tag-train it on synthetic scenes first), a torchvision weights name, a file, or 'none' (default: the preset's)
+    tag_steps:int=300, # with --backbone-weights tags: steps (of 64 images) of the tagging stage
     log_every:int=None, # steps between log lines (default: the preset's)
     save_every:int=None, # steps between checkpoints (default: the preset's)
     keep_checkpoints:int=2, # newest checkpoints kept
@@ -633,6 +660,11 @@ def pretrain_cli(
         raise CliError("--itm-hard-negatives needs false captions, which only the synthetic world provides")
     if threads: torch.set_num_threads(threads)
     tp = TRAIN_PRESETS[preset]
+    backbone_weights = backbone_weights if backbone_weights is not None else tp['backbone_weights']
+    tag_cnn = backbone_weights is not None and backbone_weights.lower() == 'tags'
+    mlm_after = tp['mlm_after'] if mlm_after is None else mlm_after
+    if mlm_after < 0: raise CliError('--mlm-after must not be negative')
+    mlm_start = int(mlm_after) if mlm_after >= 1 else round(mlm_after * steps)  # the step where MLM joins
     world = int(os.environ.get('WORLD_SIZE', 1))
     batch_size = batch_size or tp['batch_size']
     grad_accum = 1
@@ -646,12 +678,12 @@ def pretrain_cli(
     t0 = time.time()
     try:
         processor = PixelBertProcessor.from_preset(preset)
-        overrides = parse_overrides(config)
+        overrides = tp['model'] | parse_overrides(config)  # the preset's model settings, then --config's
         from pixelbert.pretraining import PRETRAINING_DEFAULTS
         from pixelbert.config import PixelBertConfig
         known = set(PixelBertConfig().to_dict()) | set(PRETRAINING_DEFAULTS)
         if unknown := sorted(set(overrides) - known): raise ValueError(f"--config: unknown configuration fields {unknown}")
-        if backbone_weights is not None: overrides['backbone_weights'] = None if backbone_weights.lower() == 'none' else backbone_weights
+        if backbone_weights is not None: overrides['backbone_weights'] = None if backbone_weights.lower() in ('none', 'tags') else backbone_weights
         if image_size: overrides |= dict(image_shortest_edge=image_size, image_longest_edge=image_size)
         model_config = pretraining_config(preset, processor.tokenizer, **dict(mlm_probability=mlm_probability,
                                           itm_negative_ratio=itm_negative_ratio, itm_hard_negatives=itm_hard_negatives) | overrides)
@@ -667,6 +699,11 @@ def pretrain_cli(
         else: train = pretraining_data(data, 'train', n_images, image_size=image_size or 128)
         torch.manual_seed(seed)
         model = PixelBertForPreTraining(model_config)
+        if tag_cnn and int(os.environ.get('RANK', 0)) == 0 and not (resume and list_checkpoints(out)):
+            # rank 0 alone: DDP hands its weights to the other ranks when training starts; a resumed run has them in its checkpoint
+            print(f"pixelbert-pretrain: the CNN first learns to tag synthetic scenes ({tag_steps} steps, {Path(out) / 'backbone'})", file=sys.stderr)
+            model.pixelbert.visual.backbone.load_state_dict(tagged_backbone(model_config, processor, Path(out) / 'backbone', tag_steps, seed,
+                                                                            device, precision, not no_progress))
     except (ValueError, FileNotFoundError, OSError) as e: raise CliError(f"pixelbert-pretrain: {e}") from e
     collate = PretrainingCollator(processor, whole_word_masking=whole_word_masking)
     args = TrainArgs(out=out, steps=steps, batch_size=batch_size, grad_accum=grad_accum, seed=seed, resume=resume, stop_after=stop_after,
@@ -675,9 +712,12 @@ def pretrain_cli(
                      max_grad_norm=max_grad_norm if max_grad_norm is not None else tp['max_grad_norm'],
                      log_every=log_every or tp['log_every'], save_every=save_every or tp['save_every'],
                      keep_checkpoints=keep_checkpoints, num_workers=workers if workers is not None else tp['workers'],
-                     device=device, precision=precision, compile=compile, channels_last=channels_last, progress=not no_progress)
+                     device=device, precision=precision, compile=compile, channels_last=channels_last, progress=not no_progress,
+                     find_unused_parameters=mlm_start > 0 and world > 1)  # the MLM head idles in the ITM-only steps
     try:
-        trainer = Trainer(model, train, collate, args, save_extra=processor.save_pretrained, loader_fn=loader_fn)
+        curriculum = (lambda step: {} if step >= mlm_start else dict(mlm=False)) if mlm_start > 0 else None
+        trainer = Trainer(model, train, collate, args, save_extra=processor.save_pretrained, loader_fn=loader_fn,
+                          step_kwargs=curriculum)
         res = trainer.fit()
     except (NonFiniteLossError, FileExistsError, ValueError, UnsafeCheckpointError) as e:
         raise CliError(f"pixelbert-pretrain: {e}") from e

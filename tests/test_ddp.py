@@ -15,7 +15,8 @@ from pixelbert.trainer import read_log
 
 STEPS = 4
 COMMON = ['--preset', 'tiny', '--steps', str(STEPS), '--batch-size', '8', '--n-images', '40', '--eval-batches', '0',
-          '--log-every', '1', '--save-every', '2', '--threads', '1', '--no-progress', '--device', 'cpu', '--seed', '5']
+          '--log-every', '1', '--save-every', '2', '--threads', '1', '--no-progress', '--device', 'cpu', '--seed', '5',
+          '--tag-steps', '2']  # the tiny preset's tagging stage runs on rank 0 alone; DDP hands its CNN to rank 1
 DRIVER = 'from pixelbert.trainer import pretrain_cli\nraise SystemExit(pretrain_cli())\n'
 
 
@@ -57,6 +58,7 @@ def test_two_processes_equal_one(driver, tmp_path):
     la, lb = read_log(one / 'log.jsonl'), read_log(two / 'log.jsonl')
     assert [r['step'] for r in lb] == list(range(1, STEPS + 1))
     for ra, rb in zip(la, lb):
+        assert ra.keys() == rb.keys(), (ra, rb)
         for k in ('loss', 'mlm_loss', 'itm_loss', 'mlm_accuracy', 'itm_accuracy'):
-            assert abs(ra[k] - rb[k]) < 1e-4, (k, ra, rb)
+            if k in ra: assert abs(ra[k] - rb[k]) < 1e-4, (k, ra, rb)  # MLM joins at step 2 (the tiny preset's curriculum)
     assert 'processes=2' in p2.stderr and p2.stderr.count('final model in') == 1

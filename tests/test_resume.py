@@ -22,7 +22,7 @@ from fastcore.script import CliError
 
 STEPS = 8
 ARGS = dict(preset='tiny', steps=STEPS, batch_size=8, n_images=40, eval_batches=0, log_every=1, save_every=3,
-            no_progress=True, device='cpu', seed=3)
+            no_progress=True, device='cpu', seed=3, backbone_weights='none')  # the tagging stage has its own test (test_trainer)
 
 
 def cli_args(out, **kw):

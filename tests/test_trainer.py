@@ -1,7 +1,7 @@
 """`pixelbert-pretrain` end to end on the CPU: it learns on the synthetic world, it reads real data files through
 `pixelbert.data`, and it refuses bad command lines with a clear message.
 
-The learning test trains the tiny preset on a fixed small budget and checks the held-out accuracies against
+The learning test trains the tiny preset's recipe on a fixed small budget and checks the held-out accuracies against
 baselines measured on the same held-out pairs: ITM against chance (0.5, as many negatives as positives) and MLM
 against the majority-token rate (always predicting the most frequent masked token).
 """
@@ -14,7 +14,7 @@ from fastcore.script import CliError
 from pixelbert.trainer import pretrain_cli, read_log
 
 FAST = dict(preset='tiny', batch_size=8, n_images=40, eval_batches=0, log_every=1, save_every=100, no_progress=True,
-            device='cpu')
+            device='cpu', backbone_weights='none')  # mechanics only: no tagging stage
 
 
 def quiet_threads(fn):
@@ -22,6 +22,24 @@ def quiet_threads(fn):
     n = torch.get_num_threads()
     try: return fn()
     finally: torch.set_num_threads(n)
+
+
+def test_pretraining_learns(tmp_path):
+    """The tiny preset's recipe (CNN tag-trained first, ITM alone for the first 40% of the run, no dropout) learns on
+    the synthetic world, at 64-pixel images and 2 layers to fit CI: about 3 minutes on 2 cores. Measured at these settings:
+    held-out ITM 0.649 on 1020 pairs and MLM 0.282 against a majority rate of 0.190 (`pixelbert-pretrain --preset tiny
+    --steps 500 --n-images 10000 --image-size 64 --config num_hidden_layers=2 --tag-steps 150 --eval-batches 8`).
+    Chance for ITM is 0.5 with a standard deviation of 0.016 on 1020 pairs, so 0.58 is five deviations above it."""
+    out = tmp_path / 'learn'
+    kw = dict(preset='tiny', steps=500, n_images=10000, image_size=64, config='num_hidden_layers=2', tag_steps=150,
+              eval_batches=8, log_every=50, save_every=500, no_progress=True, device='cpu', threads=2)
+    assert quiet_threads(lambda: pretrain_cli(**kw, out=str(out))) == 0
+    m = json.loads((out / 'metrics.json').read_text())
+    assert m['pairs'] == 1020 and m['itm_chance'] == 0.5
+    assert m['itm_accuracy'] >= 0.58, m
+    assert m['mlm_accuracy'] >= m['mlm_majority_accuracy'] + 0.05, m
+    log = read_log(out / 'log.jsonl')
+    assert 'mlm_loss' not in log[0] and 'mlm_loss' in log[-1]  # ITM alone first, then both
 
 
 @pytest.mark.parametrize('kw, message', [
@@ -73,3 +91,22 @@ def test_streamed_shards_resume(tmp_path):
     assert quiet_threads(lambda: pretrain_cli(**kw, steps=4, out=str(cut), resume=True)) == 0
     a, b = load_file(str(full / 'final' / 'model.safetensors')), load_file(str(cut / 'final' / 'model.safetensors'))
     for k in a: assert torch.equal(a[k], b[k]), k
+
+
+def test_tagging_stage_then_resume(tmp_path):
+    "`--backbone-weights tags` (the tiny default): the CNN starts from weights tag-trained first; a resumed run re-uses them."
+    from safetensors.torch import load_file
+    kw = FAST | dict(threads=1, backbone_weights='tags', tag_steps=2, save_every=2, backbone_lr=0.0)  # lr 0: the CNN stays put
+    full, cut = tmp_path / 'full', tmp_path / 'cut'
+    assert quiet_threads(lambda: pretrain_cli(**kw, steps=4, out=str(full))) == 0
+    tagged = load_file(str(full / 'backbone' / 'backbone.safetensors'))
+    final = load_file(str(full / 'final' / 'model.safetensors'))
+    convs = [k for k in tagged if k.endswith('.0.weight')]  # the conv kernels (batch-norm statistics move in training)
+    assert len(convs) == 4
+    for k in convs: assert torch.equal(final[f'pixelbert.visual.backbone.{k}'], tagged[k]), k
+    assert quiet_threads(lambda: pretrain_cli(**kw, steps=4, stop_after=2, out=str(cut))) == 0
+    stamp = (cut / 'backbone' / 'backbone.safetensors').stat().st_mtime_ns
+    assert quiet_threads(lambda: pretrain_cli(**kw, steps=4, out=str(cut), resume=True)) == 0
+    assert (cut / 'backbone' / 'backbone.safetensors').stat().st_mtime_ns == stamp  # not trained again
+    again = load_file(str(cut / 'final' / 'model.safetensors'))
+    for k in final: assert torch.equal(final[k], again[k]), k
