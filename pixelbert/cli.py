@@ -526,17 +526,20 @@ def pretrain_backbone(config:PixelBertConfig, # the model's configuration: which
 class DemoConfig:
     "Everything the demo does, in one place: model, data sizes, steps and learning rates of each stage."
     preset:str='tiny' # model preset
-    model:dict=field(default_factory=lambda: dict(pixel_position_embedding=True)) # preset overrides (2D pixel positions: see the design notes)
+    model:dict=field(default_factory=lambda: dict(pixel_position_embedding=True, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)) # preset overrides (2D pixel positions: see the design notes; no dropout: chapter 9's recipe)
     seed:int=0 # world seed and run seed
     # pre-training: a large caption corpus
     pretrain_images:int=20000 # synthetic scenes, 5 captions each (each with up to 3 false captions)
     pretrain_steps:int=1000 # optimizer steps
     pretrain_batch:int=32 # caption pairs per step (plus as many ITM negatives)
-    pretrain_lr:float=1e-3 # AdamW, transformer and heads
+    tag_steps:int=300 # the CNN first learns to tag scenes (64 per step): tiny's stand-in for ImageNet weights (0: random CNN)
+    mlm_after:float=0.4 # ITM alone for this part of the pre-training run, then MLM joins (chapter 9)
+    mlm_ramp:float=0.2 # ... with its loss weight growing from 0 to 1 over this part of the run (a sudden join can undo ITM)
+    pretrain_lr:float=3e-4 # AdamW, transformer and heads
     pretrain_backbone_lr:float=2e-2 # SGD, CNN
     pretrain_warmup:float=0.05 # warm-up, a fraction of the run
     pretrain_decay_at:tuple=(0.8,) # fractions of the run where the learning rates drop 10x
-    itm_hard_negatives:float=0.5 # share of ITM negatives that are false captions of the image itself
+    itm_hard_negatives:float=0.0 # share of ITM negatives that are false captions of the image itself
     num_sampled_pixels:int=32 # k pixels per image in pre-training (of 64 on a 128x128 image)
     mlm_probability:float=0.15 # share of caption tokens masked
     # fine-tuning: small labelled sets
@@ -570,11 +573,11 @@ class DemoConfig:
         small = dict(pretrain_images=300, pretrain_steps=30, pretrain_batch=16, vqa_images=100, vqa_steps=15, vqa_batch=16,
                      nlvr2_pairs=80, nlvr2_steps=10, nlvr2_batch=8, retrieval_images=60, retrieval_steps=6,
                      retrieval_batch=12, eval_vqa_images=30, eval_nlvr2_pairs=40, pool_images=30, grounding_images=20,
-                     pretrain_eval_batches=1, log_every=5)
+                     pretrain_eval_batches=1, log_every=5, tag_steps=3)
         return cls(**(small | overrides))
 
 # %% ../nbs/15_cli.ipynb #19abcc8e
-DEMO_DIRS = ('pretrain', 'vqa', 'vqa_scratch', 'vqa_question_only', 'nlvr2', 'retrieval')  # run folders inside --out
+DEMO_DIRS = ('backbone', 'pretrain', 'vqa', 'vqa_scratch', 'vqa_question_only', 'nlvr2', 'retrieval')  # run folders inside --out
 
 class StageClock:
     "Wall and process-CPU seconds of named stages: `with clock('name'): ...`, then `clock.stages`."
@@ -593,17 +596,22 @@ def demo_pretrain(cfg:DemoConfig, processor, out:Path, device, precision:str, pr
     "Pre-train with MLM + ITM (hard negatives) on the caption corpus; returns the model, held-out accuracies and the log."
     from pixelbert.synth import SynthCaptions
     from pixelbert.pretraining import PixelBertForPreTraining, PretrainingCollator, pretraining_config, evaluate_pretraining
-    from pixelbert.trainer import Trainer, TrainArgs, read_log
+    from pixelbert.trainer import Trainer, TrainArgs, read_log, tagged_backbone, mlm_curriculum
     config = pretraining_config(cfg.preset, processor.tokenizer, itm_hard_negatives=cfg.itm_hard_negatives,
                                 num_sampled_pixels=cfg.num_sampled_pixels, mlm_probability=cfg.mlm_probability, **cfg.model)
     train = SynthCaptions('train', n_images=cfg.pretrain_images, seed=cfg.seed)
     torch.manual_seed(cfg.seed)
     model = PixelBertForPreTraining(config)
+    if cfg.tag_steps > 0:
+        model.pixelbert.visual.backbone.load_state_dict(tagged_backbone(config, processor, out/'backbone', cfg.tag_steps, cfg.seed,
+                                                                        str(device), precision, progress))
+    steps_of = lambda x: round(x * cfg.pretrain_steps) if x < 1 else int(x)  # a fraction of the run, or steps
     args = TrainArgs(out=str(out/'pretrain'), steps=cfg.pretrain_steps, batch_size=cfg.pretrain_batch, lr=cfg.pretrain_lr,
                      backbone_lr=cfg.pretrain_backbone_lr, warmup=cfg.pretrain_warmup, decay_at=tuple(cfg.pretrain_decay_at),
                      seed=cfg.seed, device=str(device), precision=precision, progress=progress, log_every=cfg.log_every,
                      save_every=cfg.pretrain_steps, keep_checkpoints=1)
-    Trainer(model, train, PretrainingCollator(processor), args, save_extra=processor.save_pretrained).fit()
+    Trainer(model, train, PretrainingCollator(processor), args, save_extra=processor.save_pretrained,
+            step_kwargs=mlm_curriculum(steps_of(cfg.mlm_after), steps_of(cfg.mlm_ramp))).fit()
     _drop_checkpoints(out/'pretrain')
     n_held = max(20, cfg.pretrain_eval_batches * 64 // 5 + 1)
     with autocast(device, precision):
@@ -789,7 +797,7 @@ def write_report(m:dict, # the demo's metrics (see `demo_metrics`)
          f"{pct(g['pretrained'][key])} | untrained: {pct(g['untrained'][key])} | chance: {pct(g['pretrained']['chance'])} | |", "",
          f"The question-only model is the pre-trained model fine-tuned without the image; the best image-blind guess "
          f"(the most common training answer per question) scores {pct(v['question_prior_accuracy'])}. "
-         f"ITM accuracy is on as many negatives as positives, half of them false captions of the same image (chance "
+         f"ITM accuracy is on as many negatives as positives (other images' captions; chance "
          f"{pct(p['itm_chance'])}); MLM restores masked caption words (always guessing the most common: {pct(p['mlm_majority_accuracy'])}).", "",
          "**VQA accuracy per question type**", "", "| type | pre-trained | from scratch | question only |", "|---|---|---|---|"]
     L += [f"| {t} | {pct(a)} | {pct(v['from_scratch_per_type'].get(t))} | {pct(v['question_only_per_type'].get(t))} |" for t, a in v['per_type'].items()]

@@ -151,6 +151,7 @@ def _forward(self:PixelBertForPreTraining,
     mlm_labels:Tensor|None=None, # (b,t) given: `input_ids` are already masked, these are the targets (-100: none)
     mlm:bool=True, # compute the MLM task
     itm:bool=True, # compute the ITM task (with negatives)
+    mlm_weight:float=1.0, # weight of the MLM loss in the sum (a curriculum may ramp it up; `mlm_loss` is reported unweighted)
     num_sampled_pixels:int|None|str='auto', # 'auto': config.num_sampled_pixels in training, all pixels in evaluation
     generator:torch.Generator|None=None, # random source for masking, negatives and pixel sampling
     return_dict:bool=True,
@@ -210,7 +211,7 @@ def _forward(self:PixelBertForPreTraining,
         res.mlm_loss = F.cross_entropy(logits.float(), labels) if len(labels) else logits.sum() * 0.0
         res.mlm_accuracy = (logits.argmax(-1) == labels).float().mean() if len(labels) else logits.new_zeros(())
         res.mlm_logits, res.mlm_labels = logits, labels
-        losses.append(res.mlm_loss)
+        losses.append(res.mlm_loss * mlm_weight if mlm_weight != 1.0 else res.mlm_loss)
     # 5. ITM on all rows
     if itm:
         logits = self.itm(out.pooler_output)

@@ -24,7 +24,8 @@ __all__ = ['MODEL_FILE', 'STATE_FILE', 'TRAIN_PRESETS', 'TrainArgs', 'unwrap', '
            'seed_everything', 'StepBatchSampler', 'DistInfo', 'init_distributed', 'UnsafeCheckpointError',
            'list_checkpoints', 'save_model', 'write_atomically', 'save_checkpoint', 'load_training_state',
            'load_model_weights', 'get_rng_state', 'set_rng_state', 'StopSignal', 'NonFiniteLossError', 'read_log',
-           'plot_log', 'Trainer', 'tagged_backbone', 'pretraining_data', 'parse_overrides', 'pretrain_cli']
+           'plot_log', 'Trainer', 'tagged_backbone', 'mlm_curriculum', 'pretraining_data', 'parse_overrides',
+           'pretrain_cli']
 
 # %% ../nbs/09_trainer.ipynb #00d93d96
 @dataclass
@@ -555,11 +556,11 @@ Trainer.fit = _fit
 # %% ../nbs/09_trainer.ipynb #d4691d44
 TRAIN_PRESETS = dict(
     tiny=dict(batch_size=32, lr=3e-4, backbone_lr=2e-2, warmup=0.05, max_grad_norm=1.0, log_every=10, save_every=200, workers=0,
-              mlm_after=0.4, backbone_weights='tags', model=dict(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)),
+              mlm_after=0.4, mlm_ramp=0.0, backbone_weights='tags', model=dict(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)),
     base=dict(batch_size=64, lr=1e-4, backbone_lr=1e-2, warmup=0.05, max_grad_norm=1.0, log_every=50, save_every=2000, workers=4,
-              mlm_after=0, backbone_weights=None, model={}),
+              mlm_after=0, mlm_ramp=0, backbone_weights=None, model={}),
     large=dict(batch_size=64, lr=1e-4, backbone_lr=1e-2, warmup=0.05, max_grad_norm=1.0, log_every=50, save_every=2000, workers=4,
-              mlm_after=0, backbone_weights=None, model={}),
+              mlm_after=0, mlm_ramp=0, backbone_weights=None, model={}),
 )
 
 def tagged_backbone(config, # the model's configuration (which CNN, the image size)
@@ -578,6 +579,17 @@ def tagged_backbone(config, # the model's configuration (which CNN, the image si
     tmp = folder / '.tmp-backbone.safetensors'
     save_file({k: v.contiguous() for k, v in sd.items()}, str(tmp)); os.replace(tmp, path)  # complete or absent
     return sd
+
+def mlm_curriculum(mlm_start:int, # the step where MLM joins (0: from the start)
+                   ramp_steps:int=0, # then its loss weight grows linearly from 0 to 1 over this many steps
+                  ):
+    "`step -> forward arguments` for the `Trainer`: ITM alone before `mlm_start`, then MLM with a weight ramped up to 1 (None: nothing to do)."
+    if mlm_start <= 0 and ramp_steps <= 0: return None
+    def kwargs(step:int) -> dict:
+        if step < mlm_start: return dict(mlm=False)
+        if step < mlm_start + ramp_steps: return dict(mlm_weight=(step - mlm_start + 1) / (ramp_steps + 1))
+        return {}
+    return kwargs
 
 def pretraining_data(spec:str, # 'synthetic', 'coco:FILE', 'vg:FILE' or 'karpathy:FILE'; comma-separated to mix
                      split:str='train', # synthetic split
@@ -636,6 +648,7 @@ def pretrain_cli(
     whole_word_masking:store_true=False, # mask whole words rather than WordPiece tokens
     itm_negative_ratio:float=1.0, # ITM negatives per positive
     mlm_after:float=None, # ITM alone before MLM joins: a fraction of the run if < 1, else steps (0: both from the start; default: the preset's)
+    mlm_ramp:float=None, # then the MLM loss weight grows from 0 to 1 over this part of the run (fraction or steps; default: the preset's)
     itm_hard_negatives:float=0.0, # share of ITM negatives that are false captions of the image (synthetic data only)
     backbone_weights:str=None, # the CNN's start: 'tags' (tag-train it on synthetic scenes first), a torchvision weights name, a file, or 'none' (default: the preset's)
     tag_steps:int=300, # with --backbone-weights tags: steps (of 64 images) of the tagging stage
@@ -664,7 +677,10 @@ def pretrain_cli(
     tag_cnn = backbone_weights is not None and backbone_weights.lower() == 'tags'
     mlm_after = tp['mlm_after'] if mlm_after is None else mlm_after
     if mlm_after < 0: raise CliError('--mlm-after must not be negative')
+    mlm_ramp = tp['mlm_ramp'] if mlm_ramp is None else mlm_ramp
+    if mlm_ramp < 0: raise CliError('--mlm-ramp must not be negative')
     mlm_start = int(mlm_after) if mlm_after >= 1 else round(mlm_after * steps)  # the step where MLM joins
+    ramp_steps = int(mlm_ramp) if mlm_ramp >= 1 else round(mlm_ramp * steps)
     world = int(os.environ.get('WORLD_SIZE', 1))
     batch_size = batch_size or tp['batch_size']
     grad_accum = 1
@@ -715,7 +731,7 @@ def pretrain_cli(
                      device=device, precision=precision, compile=compile, channels_last=channels_last, progress=not no_progress,
                      find_unused_parameters=mlm_start > 0 and world > 1)  # the MLM head idles in the ITM-only steps
     try:
-        curriculum = (lambda step: {} if step >= mlm_start else dict(mlm=False)) if mlm_start > 0 else None
+        curriculum = mlm_curriculum(mlm_start, ramp_steps)
         trainer = Trainer(model, train, collate, args, save_extra=processor.save_pretrained, loader_fn=loader_fn,
                           step_kwargs=curriculum)
         res = trainer.fit()
