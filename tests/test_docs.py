@@ -92,6 +92,14 @@ def nav_pages(site:Path) -> list[str]: return [h for h, _ in nav(site)]
 # ---------------------------------------------------------------------------------------------------------
 # static checks of the build
 
+def test_committed_site_is_up_to_date(site):
+    "docs/ (committed) is byte for byte what `make docs` builds from the notebooks as they are now."
+    def files(root): return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob('*') if p.is_file()}
+    built, committed = files(site), files(ROOT/'docs')
+    stale = sorted(k for k in built.keys() | committed.keys() if built.get(k) != committed.get(k))
+    assert not stale, (f"docs/ is stale: {len(stale)} files differ from a fresh build (e.g. {stale[:5]}); "
+                       "run `make docs` and commit docs/")
+
 def test_one_page_per_notebook_in_reading_order(site):
     nbs = chapter_notebooks()
     pages = nav_pages(site)
