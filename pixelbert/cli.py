@@ -596,7 +596,7 @@ def demo_pretrain(cfg:DemoConfig, processor, out:Path, device, precision:str, pr
     "Pre-train with MLM + ITM (hard negatives) on the caption corpus; returns the model, held-out accuracies and the log."
     from pixelbert.synth import SynthCaptions
     from pixelbert.pretraining import PixelBertForPreTraining, PretrainingCollator, pretraining_config, evaluate_pretraining
-    from pixelbert.trainer import Trainer, TrainArgs, read_log, tagged_backbone, mlm_curriculum
+    from pixelbert.trainer import Trainer, TrainArgs, read_log, tagged_backbone, mlm_curriculum, run_steps
     config = pretraining_config(cfg.preset, processor.tokenizer, itm_hard_negatives=cfg.itm_hard_negatives,
                                 num_sampled_pixels=cfg.num_sampled_pixels, mlm_probability=cfg.mlm_probability, **cfg.model)
     train = SynthCaptions('train', n_images=cfg.pretrain_images, seed=cfg.seed)
@@ -605,13 +605,12 @@ def demo_pretrain(cfg:DemoConfig, processor, out:Path, device, precision:str, pr
     if cfg.tag_steps > 0:
         model.pixelbert.visual.backbone.load_state_dict(tagged_backbone(config, processor, out/'backbone', cfg.tag_steps, cfg.seed,
                                                                         str(device), precision, progress))
-    steps_of = lambda x: round(x * cfg.pretrain_steps) if x < 1 else int(x)  # a fraction of the run, or steps
     args = TrainArgs(out=str(out/'pretrain'), steps=cfg.pretrain_steps, batch_size=cfg.pretrain_batch, lr=cfg.pretrain_lr,
                      backbone_lr=cfg.pretrain_backbone_lr, warmup=cfg.pretrain_warmup, decay_at=tuple(cfg.pretrain_decay_at),
                      seed=cfg.seed, device=str(device), precision=precision, progress=progress, log_every=cfg.log_every,
                      save_every=cfg.pretrain_steps, keep_checkpoints=1)
     Trainer(model, train, PretrainingCollator(processor), args, save_extra=processor.save_pretrained,
-            step_kwargs=mlm_curriculum(steps_of(cfg.mlm_after), steps_of(cfg.mlm_ramp))).fit()
+            step_kwargs=mlm_curriculum(run_steps(cfg.mlm_after, cfg.pretrain_steps), run_steps(cfg.mlm_ramp, cfg.pretrain_steps))).fit()
     _drop_checkpoints(out/'pretrain')
     n_held = max(20, cfg.pretrain_eval_batches * 64 // 5 + 1)
     with autocast(device, precision):

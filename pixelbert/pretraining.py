@@ -211,7 +211,7 @@ def _forward(self:PixelBertForPreTraining,
         res.mlm_loss = F.cross_entropy(logits.float(), labels) if len(labels) else logits.sum() * 0.0
         res.mlm_accuracy = (logits.argmax(-1) == labels).float().mean() if len(labels) else logits.new_zeros(())
         res.mlm_logits, res.mlm_labels = logits, labels
-        losses.append(res.mlm_loss * mlm_weight if mlm_weight != 1.0 else res.mlm_loss)
+        losses.append(res.mlm_loss * mlm_weight)
     # 5. ITM on all rows
     if itm:
         logits = self.itm(out.pooler_output)

@@ -20,7 +20,7 @@ from fastcore.script import call_parse, store_true, CliError
 
 # %% auto #0
 __all__ = ['MODEL_FILE', 'STATE_FILE', 'TRAIN_PRESETS', 'TrainArgs', 'unwrap', 'find_backbone', 'build_optimizers',
-           'ToyVisualModel', 'ToyImages', 'StepDecay', 'warmup_steps', 'build_schedulers', 'mix_seed',
+           'ToyVisualModel', 'ToyImages', 'StepDecay', 'run_steps', 'warmup_steps', 'build_schedulers', 'mix_seed',
            'seed_everything', 'StepBatchSampler', 'DistInfo', 'init_distributed', 'UnsafeCheckpointError',
            'list_checkpoints', 'save_model', 'write_atomically', 'save_checkpoint', 'load_training_state',
            'load_model_weights', 'get_rng_state', 'set_rng_state', 'StopSignal', 'NonFiniteLossError', 'read_log',
@@ -140,9 +140,13 @@ class StepDecay:
         warm = min(1.0, (step + 1) / self.warmup_steps) if self.warmup_steps > 0 else 1.0
         return warm * self.factor ** sum(step >= m for m in self.milestones)
 
+def run_steps(part:float, total:int) -> int:
+    "A part of a run in steps: `part` is a fraction of the `total` steps if < 1, else a count."
+    return int(part) if part >= 1 else round(part * total)
+
 def warmup_steps(args:TrainArgs) -> int:
     "Warm-up length in steps: `args.warmup` is a fraction of the run if < 1, else a count."
-    return int(args.warmup) if args.warmup >= 1 else round(args.warmup * args.steps)
+    return run_steps(args.warmup, args.steps)
 
 def build_schedulers(optimizers:dict, args:TrainArgs) -> dict:
     "One `LambdaLR` per optimizer, all following the same `StepDecay`."
@@ -573,7 +577,6 @@ def tagged_backbone(config, # the model's configuration (which CNN, the image si
     from pixelbert.cli import pretrain_backbone
     if folder.exists(): shutil.rmtree(folder)  # an interrupted tagging stage starts again
     device = device or ('cuda' if torch.cuda.is_available() else 'cpu')
-    precision = 'fp32' if precision == 'auto' and torch.device(device).type == 'cpu' else ('bf16' if precision == 'auto' else precision)
     sd, _ = pretrain_backbone(config, processor, folder, steps=steps, seed=seed, device=device, precision=precision,
                               progress=progress, single_process=True)
     tmp = folder / '.tmp-backbone.safetensors'
@@ -679,8 +682,7 @@ def pretrain_cli(
     if mlm_after < 0: raise CliError('--mlm-after must not be negative')
     mlm_ramp = tp['mlm_ramp'] if mlm_ramp is None else mlm_ramp
     if mlm_ramp < 0: raise CliError('--mlm-ramp must not be negative')
-    mlm_start = int(mlm_after) if mlm_after >= 1 else round(mlm_after * steps)  # the step where MLM joins
-    ramp_steps = int(mlm_ramp) if mlm_ramp >= 1 else round(mlm_ramp * steps)
+    mlm_start, ramp_steps = run_steps(mlm_after, steps), run_steps(mlm_ramp, steps)  # the step where MLM joins, its ramp
     world = int(os.environ.get('WORLD_SIZE', 1))
     batch_size = batch_size or tp['batch_size']
     grad_accum = 1
@@ -731,9 +733,8 @@ def pretrain_cli(
                      device=device, precision=precision, compile=compile, channels_last=channels_last, progress=not no_progress,
                      find_unused_parameters=mlm_start > 0 and world > 1)  # the MLM head idles in the ITM-only steps
     try:
-        curriculum = mlm_curriculum(mlm_start, ramp_steps)
         trainer = Trainer(model, train, collate, args, save_extra=processor.save_pretrained, loader_fn=loader_fn,
-                          step_kwargs=curriculum)
+                          step_kwargs=mlm_curriculum(mlm_start, ramp_steps))
         res = trainer.fit()
     except (NonFiniteLossError, FileExistsError, ValueError, UnsafeCheckpointError) as e:
         raise CliError(f"pixelbert-pretrain: {e}") from e
