@@ -530,7 +530,7 @@ class DemoConfig:
     seed:int=0 # world seed and run seed
     # pre-training: a large caption corpus
     pretrain_images:int=20000 # synthetic scenes, 5 captions each (each with up to 3 false captions)
-    pretrain_steps:int=1000 # optimizer steps
+    pretrain_steps:int=1000 # optimizer steps (0: no pre-training, the ablation's baseline: the start model as it is)
     pretrain_batch:int=32 # caption pairs per step (plus as many ITM negatives)
     tag_steps:int=300 # the CNN first learns to tag scenes (64 per step): tiny's stand-in for ImageNet weights (0: random CNN)
     mlm_after:float=0.4 # ITM alone for this part of the pre-training run, then MLM joins (chapter 9)
@@ -542,6 +542,7 @@ class DemoConfig:
     itm_hard_negatives:float=0.0 # share of ITM negatives that are false captions of the image itself
     num_sampled_pixels:int=32 # k pixels per image in pre-training (of 64 on a 128x128 image)
     mlm_probability:float=0.15 # share of caption tokens masked
+    pretrain_tasks:str='mlm+itm' # 'mlm+itm', or one alone: 'mlm' or 'itm' (the paper's ablation; see chapter 17)
     # fine-tuning: small labelled sets
     finetune_warmup:float=0.1 # warm-up of every fine-tuning run
     vqa_images:int=1000 # VQA training images, 3 questions each
@@ -609,16 +610,22 @@ def demo_pretrain(cfg:DemoConfig, processor, out:Path, device, precision:str, pr
                      backbone_lr=cfg.pretrain_backbone_lr, warmup=cfg.pretrain_warmup, decay_at=tuple(cfg.pretrain_decay_at),
                      seed=cfg.seed, device=str(device), precision=precision, progress=progress, log_every=cfg.log_every,
                      save_every=cfg.pretrain_steps, keep_checkpoints=1)
-    Trainer(model, train, PretrainingCollator(processor), args, save_extra=processor.save_pretrained,
-            step_kwargs=mlm_curriculum(run_steps(cfg.mlm_after, cfg.pretrain_steps), run_steps(cfg.mlm_ramp, cfg.pretrain_steps))).fit()
-    _drop_checkpoints(out/'pretrain')
+    if cfg.pretrain_tasks not in ('mlm+itm', 'mlm', 'itm'):
+        raise ValueError(f"pretrain_tasks must be 'mlm+itm', 'mlm' or 'itm'; got {cfg.pretrain_tasks!r}")
+    if cfg.pretrain_tasks == 'mlm+itm': step_kwargs = mlm_curriculum(run_steps(cfg.mlm_after, cfg.pretrain_steps), run_steps(cfg.mlm_ramp, cfg.pretrain_steps))
+    else: step_kwargs = lambda step, off=dict(mlm='itm', itm='mlm')[cfg.pretrain_tasks]: {off: False}  # the other task switched off
+    if cfg.pretrain_steps > 0:
+        Trainer(model, train, PretrainingCollator(processor), args, save_extra=processor.save_pretrained, step_kwargs=step_kwargs).fit()
+        _drop_checkpoints(out/'pretrain')
     n_held = max(20, cfg.pretrain_eval_batches * 64 // 5 + 1)
     with autocast(device, precision):
         ev = evaluate_pretraining(model, SynthCaptions('test', n_images=n_held, seed=cfg.seed), PretrainingCollator(processor),
                                   batch_size=64, max_batches=cfg.pretrain_eval_batches, seed=cfg.seed)
-    return model, ev, read_log(out/'pretrain'/'log.jsonl')
+    return model, ev, (read_log(out/'pretrain'/'log.jsonl') if cfg.pretrain_steps > 0 else [])
 
-def demo_vqa(cfg:DemoConfig, pre, processor, out:Path, device, precision:str, progress:bool=True, clock=None) -> dict:
+def demo_vqa(cfg:DemoConfig, pre, processor, out:Path, device, precision:str, progress:bool=True, clock=None,
+             kinds:tuple=('vqa', 'vqa_scratch', 'vqa_question_only'), # which of the three runs
+            ) -> dict:
     "VQA three ways with one budget: from the pre-trained encoder, from scratch, and question-only; test accuracies."
     from pixelbert.synth import SynthVQA, question_only_baseline
     from pixelbert.vqa import AnswerVocab, save_vqa_results
@@ -628,6 +635,7 @@ def demo_vqa(cfg:DemoConfig, pre, processor, out:Path, device, precision:str, pr
     vocab = AnswerVocab.build(_answer_lists(train))
     runs = {}
     for name, init, pixels in (('vqa', pre, True), ('vqa_scratch', None, True), ('vqa_question_only', pre, False)):
+        if name not in kinds: continue
         _say(f"  {name}: {cfg.vqa_steps} steps of {cfg.vqa_batch} on {len(train)} questions "
              f"({'pre-trained' if init is not None else 'random'} encoder{'' if pixels else ', no image'})")
         with clock(name):

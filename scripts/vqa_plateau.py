@@ -1,0 +1,135 @@
+"""Why the demo's VQA model answers colour and shape questions like the question-only model: a diagnosis.
+
+    python scripts/vqa_plateau.py --model runs/demo/pretrain/final --json runs/vqa_plateau.json
+
+Three measurements on a pre-trained tiny Pixel-BERT (any `pixelbert-pretrain` / `pixelbert-demo` `final/` folder):
+
+1. *Is colour in the pixel tokens?* A ridge probe (70/30 split) of the object's colour and shape from the pixel
+   tokens of single-object VQA images, mean-pooled and max-pooled. A high max-pool score says the visual encoder
+   hands the transformer what it needs; the question is whether attention learns to fetch it.
+2. *Does attention learn to fetch it?* The visual encoder is frozen and its tokens computed once (so thousands of
+   steps take minutes); the transformer and a new VQA head are trained with AdamW (`--lr`) on
+   (a) the colour questions of single-object scenes only, (b) every question of the demo's VQA training set,
+   each from the pre-trained transformer and from a freshly initialised one. Test accuracy per question type is
+   printed every `--every` steps: a flat stretch at the answer prior followed by a jump is the plateau.
+3. The answer prior (the most common training answer per question) for reference.
+
+Everything runs on the synthetic world's VQA splits with the demo's sizes (`--images` training images, 3
+questions each). Threads: `--threads` (default 1).
+"""
+import argparse, collections, json, time
+from pathlib import Path
+import numpy as np
+import torch
+
+
+def token_features(model, proc, ds):
+    "Pixel tokens (b, p, d) of every scene of `ds`, from the frozen visual encoder, keyed by scene index."
+    feats = {}
+    with torch.no_grad():
+        for s in range(0, len(ds.scenes), 100):
+            b = proc(images=[sc.render(ds.image_size) for sc in ds.scenes[s:s + 100]])
+            f = model.pixelbert.encode_image(b['pixel_values'], b['pixel_mask']).features
+            for k in range(f.shape[0]): feats[s + k] = f[k]
+    return feats
+
+
+def ridge_probe(X, y, k):
+    "Held-out accuracy of a ridge classifier (70/30 split) of labels `y` in 0..k-1 from rows of `X`."
+    X, y = np.asarray(X), np.asarray(y)
+    tr = np.arange(len(X)) < int(0.7 * len(X))
+    W = np.linalg.solve(X[tr].T @ X[tr] + np.eye(X.shape[1]), X[tr].T @ np.eye(k)[y[tr]])
+    return float(((X[~tr] @ W).argmax(1) == y[~tr]).mean())
+
+
+def probe(pairs):
+    "Colour and shape of the one object of single-object scenes, from mean- and max-pooled pixel tokens; `pairs`: (tokens, scene)."
+    from pixelbert.synth import COLORS, SHAPES
+    colors, shapes = list(COLORS), list(SHAPES)
+    rows = [(f.mean(0).numpy(), f.max(0).values.numpy(), colors.index(sc.objects[0].color), shapes.index(sc.objects[0].shape))
+            for f, sc in pairs if len(sc.objects) == 1]
+    mean, mx, yc, ys = zip(*rows)
+    return dict(n=len(rows), color_mean_pool=ridge_probe(mean, yc, len(colors)), color_max_pool=ridge_probe(mx, yc, len(colors)),
+                shape_mean_pool=ridge_probe(mean, ys, len(shapes)), shape_max_pool=ridge_probe(mx, ys, len(shapes)))
+
+
+def train_cached(pre, proc, vocab, train, test, ftr, fte, keep, steps, lr, every, batch, fresh, seed=0):
+    "Train transformer + VQA head on cached pixel tokens; returns [(step, test accuracy, per type)]."
+    from pixelbert.vqa import vqa_config, PixelBertForVQA
+    from pixelbert.metrics import vqa_accuracy
+    tr_items = [q for q in train.items if keep(train, q)]
+    te_items = [q for q in test.items if keep(test, q)]
+    cfg = vqa_config(pre.config, vocab)
+    torch.manual_seed(seed)
+    m = PixelBertForVQA(cfg)
+    if not fresh:
+        own = {k[len('pixelbert.'):]: v for k, v in pre.state_dict().items() if k.startswith('pixelbert.')}
+        m.pixelbert.load_state_dict(own)
+    params = [p for n, p in m.named_parameters() if not n.startswith('pixelbert.visual')]
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
+    tok = proc.tokenizer
+
+    def forward(items, feats, labels=None):
+        t = tok([q[1] for q in items], padding=True, return_tensors='pt')
+        return m(t['input_ids'], t['attention_mask'], image_embeds=torch.stack([feats[q[0]] for q in items]), labels=labels)
+
+    def evaluate():
+        m.eval(); res = collections.defaultdict(list)
+        with torch.no_grad():
+            for s in range(0, len(te_items), 128):
+                items = te_items[s:s + 128]
+                for q, k in zip(items, forward(items, fte).logits.argmax(1).tolist()):
+                    res[q[3]].append(vqa_accuracy(vocab.decode(k), q[2]))
+        m.train()
+        every_q = [x for v in res.values() for x in v]
+        return sum(every_q) / len(every_q), {t: sum(v) / len(v) for t, v in sorted(res.items())}
+
+    g, curve = torch.Generator().manual_seed(seed), []
+    for step in range(1, steps + 1):
+        items = [tr_items[i] for i in torch.randint(len(tr_items), (batch,), generator=g).tolist()]
+        for pg in opt.param_groups: pg['lr'] = lr * min(1.0, step / 50)  # 50 warm-up steps, then constant
+        loss = forward(items, ftr, torch.stack([vocab.soft_target(q[2], 10) for q in items])).loss
+        opt.zero_grad(); loss.backward(); opt.step()
+        if step % every == 0:
+            acc, per = evaluate(); curve.append(dict(step=step, accuracy=round(acc, 3), per_type={t: round(v, 3) for t, v in per.items()}))
+            print(f"    step {step:5d}  test {acc:.3f}  " + '  '.join(f"{t} {v:.2f}" for t, v in per.items()), flush=True)
+    return dict(n_train=len(tr_items), n_test=len(te_items), curve=curve)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument('--model', required=True, help='a pre-training final/ folder (model + processor)')
+    ap.add_argument('--images', type=int, default=1000, help='VQA training images, 3 questions each (the demo: 1000)')
+    ap.add_argument('--test-images', type=int, default=300)
+    ap.add_argument('--single-steps', type=int, default=800, help='steps on single-object colour questions')
+    ap.add_argument('--all-steps', type=int, default=1600, help='steps on every question')
+    ap.add_argument('--lr', type=float, default=3e-4); ap.add_argument('--batch', type=int, default=32)
+    ap.add_argument('--every', type=int, default=100); ap.add_argument('--threads', type=int, default=1)
+    ap.add_argument('--json', default=None, help='write every figure here')
+    a = ap.parse_args(argv)
+    torch.set_num_threads(a.threads)
+    from pixelbert.processing import PixelBertProcessor
+    from pixelbert.pretraining import PixelBertForPreTraining
+    from pixelbert.synth import SynthVQA, question_only_baseline
+    from pixelbert.vqa import AnswerVocab
+    proc, pre = PixelBertProcessor.from_pretrained(a.model), PixelBertForPreTraining.from_pretrained(a.model).eval()
+    train, test = SynthVQA('train', n_images=a.images, seed=0), SynthVQA('test', n_images=a.test_images, seed=0)
+    vocab = AnswerVocab.build([q[2] for q in train.items])
+    t0 = time.perf_counter()
+    ftr, fte = token_features(pre, proc, train), token_features(pre, proc, test)
+    out = dict(model=a.model, args=vars(a), probe=probe([(fte[i], sc) for i, sc in enumerate(test.scenes)] + [(ftr[i], sc) for i, sc in enumerate(train.scenes)]),
+               answer_prior=question_only_baseline(train.annotations(), test.annotations())['vqa_score'])
+    print('1. probe of the frozen pixel tokens (single-object scenes):', {k: round(v, 3) if isinstance(v, float) else v for k, v in out['probe'].items()})
+    print(f"   answer prior (most common training answer per question): {out['answer_prior']:.3f}")
+    single = lambda ds, q: q[3] == 'color' and len(ds.scenes[q[0]].objects) == 1
+    runs = [('single_object_color', single, a.single_steps), ('all_questions', lambda ds, q: True, a.all_steps)]
+    for name, keep, steps in runs:
+        for fresh in (False, True):
+            label = f"{name}/{'fresh' if fresh else 'pretrained'}"
+            print(f"2. {label}: {steps} steps, lr {a.lr}", flush=True)
+            out[label] = train_cached(pre, proc, vocab, train, test, ftr, fte, keep, steps, a.lr, a.every, a.batch, fresh)
+    out['seconds'] = round(time.perf_counter() - t0, 1)
+    if a.json: Path(a.json).parent.mkdir(parents=True, exist_ok=True); Path(a.json).write_text(json.dumps(out, indent=1))
+
+
+if __name__ == '__main__': main()

@@ -1,0 +1,18 @@
+"The ablation variants train what they say (quick sizes: the pipeline, not the figures; those come from scripts/ablations.py)."
+import json
+from pixelbert.ablations import ABLATIONS, run_ablation, ablation_table
+from pixelbert.trainer import read_log
+
+
+def test_no_pretraining_and_itm_only(tmp_path):
+    none = run_ablation('none', tmp_path/'none', quick=True, precision='fp32')
+    assert not (tmp_path/'none'/'pretrain').exists()  # nothing pre-trained: the start model, tag-trained CNN
+    assert (tmp_path/'none'/'backbone'/'backbone.safetensors').is_file()
+    itm = run_ablation('itm', tmp_path/'itm', quick=True, precision='fp32')
+    keys = set().union(*read_log(tmp_path/'itm'/'pretrain'/'log.jsonl'))
+    assert 'itm_loss' in keys and 'mlm_loss' not in keys  # ITM alone: MLM never trained
+    for r in (none, itm):
+        assert set(r) >= {'pretrain', 'vqa', 'nlvr2', 'retrieval', 'grounding', 'seconds'}
+        assert json.loads((tmp_path/r['variant']/'result.json').read_text())['label'] == ABLATIONS[r['variant']][0]
+    table = ablation_table({'none': none, 'itm': itm})
+    assert table.count('\n') == 3 and '| no pre-training |' in table and '| ITM only |' in table
