@@ -58,7 +58,7 @@ def run_ablation(variant:str, # a key of `ABLATIONS`
                threads=torch.get_num_threads(), seconds=round(clock.total()['wall_s'], 1), stages=clock.stages,
                pretrain={k: round(float(pre_ev[k]), 4) for k in ('mlm_accuracy', 'itm_accuracy')},
                vqa=dict(accuracy=round(vqa['accuracy'], 4), per_type={t: round(v, 4) for t, v in vqa['per_type'].items()}),
-               nlvr2=dict(accuracy=round(nlvr2['accuracy'], 4)),
+               nlvr2={k: round(nlvr2[k], 4) for k in ('accuracy', 'predicted_true', 'majority_accuracy')},
                retrieval={k: round(float(ret[k]), 4) for k in ('tr_r1', 'tr_r5', 'tr_r10', 'ir_r1', 'ir_r5', 'ir_r10')},
                grounding={k: round(float(v), 4) for k, v in point.items() if isinstance(v, (int, float))})
     (out/'result.json').write_text(json.dumps(res, indent=1) + '\n')
@@ -69,13 +69,16 @@ def ablation_table(results:dict, # variant -> `run_ablation`'s result
                   ) -> str:
     "A markdown table: each variant's synthetic-world figures beside the paper's (percent)."
     pct = lambda x: '' if x is None else f"{100 * x:.1f}"
+    def nlvr2(n):  # the accuracy, and how often the model said True: 0 or 100% is a constant answer
+        share = n.get('predicted_true')
+        return pct(n['accuracy']) + ('' if share is None else ' (all True)' if share == 1 else ' (all False)' if share == 0 else f" ({pct(share)}% True)")
     rows = ["| pre-training | VQA | NLVR2 | TR@1 / IR@1 | MLM / ITM (held out) | pointing game | paper: VQA / TR@1 / IR@1 / NLVR2 |",
             "|---|---|---|---|---|---|---|"]
     for v, (label, _) in ABLATIONS.items():
         if v not in results: continue
         r, p = results[v], PAPER_ABLATION[v]
         g = r['grounding']; best = max((k for k in g if k.startswith('layer_') or k == 'rollout'), key=g.get)
-        rows.append(f"| {label} | {pct(r['vqa']['accuracy'])} | {pct(r['nlvr2']['accuracy'])} | "
+        rows.append(f"| {label} | {pct(r['vqa']['accuracy'])} | {nlvr2(r['nlvr2'])} | "
                     f"{pct(r['retrieval']['tr_r1'])} / {pct(r['retrieval']['ir_r1'])} | "
                     f"{pct(r['pretrain']['mlm_accuracy'])} / {pct(r['pretrain']['itm_accuracy'])} | "
                     f"{pct(g[best])} ({best.replace('_', ' ')}; chance {pct(g['chance'])}) | "

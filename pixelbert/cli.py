@@ -776,7 +776,8 @@ def demo_metrics(device, seconds:float, pre_ev:dict, vqa:dict, nlvr2:dict, ret:d
                     from_scratch_per_type={t: _r(v) for t, v in scratch['per_type'].items()},
                     question_only_per_type={t: _r(v) for t, v in blind['per_type'].items()},
                     question_prior_accuracy=_r(vqa['prior']['vqa_score']), n_test=full['n'], n_train=vqa['n_train']),
-        'nlvr2': dict(accuracy=_r(nlvr2['eval']['accuracy']), n_test=nlvr2['eval']['n'], n_train=nlvr2['n_train']),
+        'nlvr2': dict(accuracy=_r(nlvr2['eval']['accuracy']), n_test=nlvr2['eval']['n'], n_train=nlvr2['n_train'],
+                      predicted_true=_r(nlvr2['eval']['predicted_true']), majority_accuracy=_r(nlvr2['eval']['majority_accuracy'])),
         'retrieval': dict(pool_images=r['pool_images'], **{k: _r(r[k]) for k in ('tr_r1', 'tr_r5', 'tr_r10', 'ir_r1', 'ir_r5', 'ir_r10')},
                           pool_texts=r['pool_texts'], pairs_scored=r['exact']['pairs'], eval_seconds=_r(r['exact']['seconds'], 1)),
         'grounding': dict(best_layer=best_layer(grounding['pretrained']), **g),
@@ -805,7 +806,9 @@ def write_report(m:dict, # the demo's metrics (see `demo_metrics`)
          f"The question-only model is the pre-trained model fine-tuned without the image; the best image-blind guess "
          f"(the most common training answer per question) scores {pct(v['question_prior_accuracy'])}. "
          f"ITM accuracy is on as many negatives as positives (other images' captions; chance "
-         f"{pct(p['itm_chance'])}); MLM restores masked caption words (always guessing the most common: {pct(p['mlm_majority_accuracy'])}).", "",
+         f"{pct(p['itm_chance'])}); MLM restores masked caption words (always guessing the most common: {pct(p['mlm_majority_accuracy'])})."
+         + (f" NLVR2 predicts True for {pct(n['predicted_true'])}% of the test pairs; always answering the commoner label scores "
+            f"{pct(n['majority_accuracy'])}." if 'majority_accuracy' in n else ''), "",
          "**VQA accuracy per question type**", "", "| type | pre-trained | from scratch | question only |", "|---|---|---|---|"]
     L += [f"| {t} | {pct(a)} | {pct(v['from_scratch_per_type'].get(t))} | {pct(v['question_only_per_type'].get(t))} |" for t, a in v['per_type'].items()]
     L += ["", f"**Retrieval**, every image against every caption through the cross-encoder ({r['pairs_scored']} pairs, {r['eval_seconds']} s):", "",

@@ -101,7 +101,7 @@ def nlvr2_metrics(identifiers:list, # row identifiers
                   predictions:list, # predicted labels (bool or 0/1)
                   labels:list, # true labels (bool or 0/1)
                  ) -> dict:
-    "NLVR2 accuracy, and consistency: the fraction of sentences whose every row is predicted correctly."
+    "NLVR2 accuracy; consistency: the fraction of sentences whose every row is predicted correctly; and the share predicted True beside the constant-answer baseline."
     if not (len(identifiers) == len(predictions) == len(labels)):
         raise ValueError(f"lengths differ: {len(identifiers)} identifiers, {len(predictions)} predictions, {len(labels)} labels")
     if not identifiers: raise ValueError("no NLVR2 rows to score")
@@ -110,8 +110,10 @@ def nlvr2_metrics(identifiers:list, # row identifiers
     right = [bool(p) == bool(y) for p, y in zip(predictions, labels)]
     groups = defaultdict(list)
     for i, r in zip(identifiers, right): groups[nlvr2_sentence_key(i)].append(r)
+    true_share = sum(bool(y) for y in labels) / len(labels)
     return dict(accuracy=sum(right) / len(right), consistency=sum(all(g) for g in groups.values()) / len(groups),
-                n=len(right), n_groups=len(groups))
+                n=len(right), n_groups=len(groups), predicted_true=sum(bool(p) for p in predictions) / len(predictions),
+                majority_accuracy=max(true_share, 1 - true_share))  # always answering the commoner label
 
 # %% ../nbs/12_nlvr2.ipynb #bef3061b
 @torch.no_grad()

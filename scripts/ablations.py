@@ -13,6 +13,19 @@ from pathlib import Path
 import torch
 
 
+def nlvr2_shares(csv, quick:bool) -> dict:
+    "Share predicted True and the constant-answer accuracy, from a variant's NLVR2 predictions file (results written before run_ablation kept them)."
+    from pixelbert.cli import DemoConfig
+    from pixelbert.synth import SynthNLVR2
+    cfg = DemoConfig.quick() if quick else DemoConfig()
+    test = SynthNLVR2('test', n=cfg.eval_nlvr2_pairs, seed=cfg.seed)
+    said = dict(line.split(',') for line in Path(csv).read_text().split())
+    labels = [bool(test[i].label) for i in range(len(test))]
+    assert len(said) == len(labels), f"{csv}: {len(said)} predictions for {len(labels)} test pairs"
+    true = sum(labels) / len(labels)
+    return dict(predicted_true=round(sum(v == 'True' for v in said.values()) / len(said), 4), majority_accuracy=round(max(true, 1 - true), 4))
+
+
 def main(argv=None):
     from pixelbert.ablations import ABLATIONS, run_ablation, ablation_table
     ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0], formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -27,6 +40,8 @@ def main(argv=None):
     out = Path(a.out)
     if a.table:
         found = {v: json.loads((out/v/'result.json').read_text()) for v in ABLATIONS if (out/v/'result.json').exists()}
+        for v, r in found.items():
+            if 'predicted_true' not in r['nlvr2']: r['nlvr2'].update(nlvr2_shares(out/v/'nlvr2'/'test_predictions.csv', r['quick']))
         Path(a.table).parent.mkdir(parents=True, exist_ok=True)
         Path(a.table).write_text(json.dumps(found, indent=1) + '\n')
         print(ablation_table(found))

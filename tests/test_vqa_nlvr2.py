@@ -151,7 +151,9 @@ def test_nlvr2_head_shapes_and_overfit(proc, cfg, nlvr2_data):
 def test_nlvr2_metrics_consistency():
     ids = ["dev-850-0-0", "dev-850-1-0", "dev-850-2-0", "dev-850-0-1", "test1-3-0-2"]
     m = nlvr2_metrics(ids, [True, True, False, True, False], [True, True, True, True, False])
-    assert m == dict(accuracy=0.8, consistency=2 / 3, n=5, n_groups=3)
+    assert m == dict(accuracy=0.8, consistency=2 / 3, n=5, n_groups=3, predicted_true=0.6, majority_accuracy=0.8)
+    constant = nlvr2_metrics(ids, [True] * 5, [True, True, True, True, False])  # one answer for every row
+    assert constant["predicted_true"] == 1.0 and constant["accuracy"] == constant["majority_accuracy"] == 0.8
     assert nlvr2_sentence_key("train-10171-3-2") == "train-10171--2"
     assert nlvr2_sentence_key("synth-val-4-0") == "synth-val-4-0"  # not the official form: its own group
     with pytest.raises(ValueError, match="lengths differ"): nlvr2_metrics(ids, [True], [True])
