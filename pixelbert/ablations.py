@@ -10,7 +10,7 @@ import json, shutil
 from pathlib import Path
 import torch
 from .cli import (DemoConfig, StageClock, demo_pretrain, demo_vqa, demo_nlvr2, demo_retrieval, autocast,
-                           resolve_device, resolve_precision)
+                           resolve_device, resolve_precision, best_layer)
 from .processing import PixelBertProcessor
 
 # %% auto #0
@@ -77,7 +77,8 @@ def ablation_table(results:dict, # variant -> `run_ablation`'s result
     for v, (label, _) in ABLATIONS.items():
         if v not in results: continue
         r, p = results[v], PAPER_ABLATION[v]
-        g = r['grounding']; best = max((k for k in g if k.startswith('layer_') or k == 'rollout'), key=g.get)
+        g, b = r['grounding'], best_layer(r['grounding'])
+        best = 'rollout' if b == 'rollout' else f'layer_{b}'
         rows.append(f"| {label} | {pct(r['vqa']['accuracy'])} | {nlvr2(r['nlvr2'])} | "
                     f"{pct(r['retrieval']['tr_r1'])} / {pct(r['retrieval']['ir_r1'])} | "
                     f"{pct(r['pretrain']['mlm_accuracy'])} / {pct(r['pretrain']['itm_accuracy'])} | "
