@@ -6,7 +6,8 @@ Three measurements on a pre-trained tiny Pixel-BERT (any `pixelbert-pretrain` / 
 
 1. *Is colour in the pixel tokens?* A ridge probe (70/30 split) of the object's colour and shape from the pixel
    tokens of single-object VQA images, mean-pooled and max-pooled. A high max-pool score says the visual encoder
-   hands the transformer what it needs; the question is whether attention learns to fetch it.
+   hands the transformer what it needs; the question is whether attention learns to fetch it. A second probe
+   reads every object (scenes of 1-4 objects) from the single token at its centre.
 2. *Does attention learn to fetch it?* The visual encoder is frozen and its tokens computed once (so thousands of
    steps take minutes); the transformer and a new VQA head are trained with AdamW (`--lr`) on
    (a) the colour questions of single-object scenes only, (b) every question of the demo's VQA training set,
@@ -15,7 +16,12 @@ Three measurements on a pre-trained tiny Pixel-BERT (any `pixelbert-pretrain` / 
 3. The answer prior (the most common training answer per question) for reference.
 
 Everything runs on the synthetic world's VQA splits with the demo's sizes (`--images` training images, 3
-questions each). Threads: `--threads` (default 1).
+questions each). Threads: `--threads` (default 1). `--single-steps 0 --all-steps 0` measures the probes alone.
+
+With plenty of labelled data, how long does the plateau last? (chapter 15: two runs, one core each)
+
+    python scripts/vqa_plateau.py --model runs/demo/pretrain/final --images 10000 --single-steps 0 --all-steps 4000 --every 250 --starts fresh --json F
+    python scripts/vqa_plateau.py --model runs/demo/pretrain/final --images 10000 --single-steps 0 --all-steps 4000 --every 250 --starts pretrained --json F
 """
 import argparse, collections, json, time
 from pathlib import Path
@@ -51,6 +57,20 @@ def probe(pairs):
     mean, mx, yc, ys = zip(*rows)
     return dict(n=len(rows), color_mean_pool=ridge_probe(mean, yc, len(colors)), color_max_pool=ridge_probe(mx, yc, len(colors)),
                 shape_mean_pool=ridge_probe(mean, ys, len(shapes)), shape_max_pool=ridge_probe(mx, ys, len(shapes)))
+
+
+def object_probe(pairs):
+    "Colour, shape and size of every object (scenes of 1-4 objects) from the one pixel token at the object's centre."
+    from pixelbert.synth import COLORS, SHAPES, SIZES
+    rows = []
+    for f, sc in pairs:
+        g = int(round(f.shape[0] ** .5))  # square token grid
+        for o in sc.objects:
+            rows.append((f[min(int(o.y * g), g - 1) * g + min(int(o.x * g), g - 1)].numpy(), list(COLORS).index(o.color),
+                         SHAPES.index(o.shape), list(SIZES).index(o.size)))
+    X, yc, ys, yz = zip(*rows)
+    return dict(objects=len(rows), color=ridge_probe(X, yc, len(COLORS)), shape=ridge_probe(X, ys, len(SHAPES)),
+                size=ridge_probe(X, yz, len(SIZES)))
 
 
 def train_cached(pre, proc, vocab, train, test, ftr, fte, keep, steps, lr, every, batch, fresh, seed=0):
@@ -105,6 +125,7 @@ def main(argv=None):
     ap.add_argument('--all-steps', type=int, default=1600, help='steps on every question')
     ap.add_argument('--lr', type=float, default=3e-4); ap.add_argument('--batch', type=int, default=32)
     ap.add_argument('--every', type=int, default=100); ap.add_argument('--threads', type=int, default=1)
+    ap.add_argument('--starts', default='pretrained,fresh', help="which transformers to train: 'pretrained', 'fresh' or both")
     ap.add_argument('--json', default=None, help='write every figure here')
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
@@ -119,12 +140,15 @@ def main(argv=None):
     ftr, fte = token_features(pre, proc, train), token_features(pre, proc, test)
     out = dict(model=a.model, args=vars(a), probe=probe([(fte[i], sc) for i, sc in enumerate(test.scenes)] + [(ftr[i], sc) for i, sc in enumerate(train.scenes)]),
                answer_prior=question_only_baseline(train.annotations(), test.annotations())['vqa_score'])
+    out['object_probe'] = object_probe([(fte[i], sc) for i, sc in enumerate(test.scenes)] + [(ftr[i], sc) for i, sc in enumerate(train.scenes)])
     print('1. probe of the frozen pixel tokens (single-object scenes):', {k: round(v, 3) if isinstance(v, float) else v for k, v in out['probe'].items()})
+    print('   the token at each object\'s centre (every scene):', {k: round(v, 3) if isinstance(v, float) else v for k, v in out['object_probe'].items()})
     print(f"   answer prior (most common training answer per question): {out['answer_prior']:.3f}")
     single = lambda ds, q: q[3] == 'color' and len(ds.scenes[q[0]].objects) == 1
     runs = [('single_object_color', single, a.single_steps), ('all_questions', lambda ds, q: True, a.all_steps)]
     for name, keep, steps in runs:
-        for fresh in (False, True):
+        if steps <= 0: continue
+        for fresh in [s == 'fresh' for s in a.starts.split(',')]:
             label = f"{name}/{'fresh' if fresh else 'pretrained'}"
             print(f"2. {label}: {steps} steps, lr {a.lr}", flush=True)
             out[label] = train_cached(pre, proc, vocab, train, test, ftr, fte, keep, steps, a.lr, a.every, a.batch, fresh)
