@@ -47,6 +47,7 @@ m.pixelbert.visual.load_state_dict(pre.pixelbert.visual.state_dict())
 for p in m.pixelbert.visual.parameters(): p.requires_grad_(False)
 
 def cache(scenes):
+    "Pixel tokens (n, p, d) of `scenes` from the frozen visual encoder (max-pooled by `--pool`), and their grid."
     out = []
     with torch.no_grad():
         for s in range(0, len(scenes), 200):
@@ -62,8 +63,9 @@ def cache(scenes):
 train, test = SynthCaptions('train', n_images=a.images, seed=0), SynthCaptions('test', n_images=a.test_images, seed=0)
 ftr, grid = cache(train.scenes); fte, _ = cache(test.scenes)
 print(f"cached {len(ftr)}+{len(fte)} images, grid {grid}, {time.perf_counter()-t0:.0f}s", flush=True)
-cur = {}
+cur = {}  # the feature table the current batch indexes: `pixel_values` carries scene indices, not pixels
 def enc(pv, pm=None):
+    "Stands in for `encode_image`: look the batch's scenes up in the cached tokens."
     f = cur['f'][pv.long()]
     return VisualOutput(features=f, mask=torch.ones(f.shape[:2], dtype=torch.bool), grid=grid)
 m.pixelbert.encode_image = enc
@@ -75,6 +77,7 @@ kind_ids = {k: torch.tensor(tok.convert_tokens_to_ids(v)) for k, v in words.item
 for v in kind_ids.values(): content_ids[v] = True
 
 def batch_of(ds, idx, feats):
+    "A pre-training batch of captions `idx` of `ds` (with each caption's first false twin), its images as scene indices."
     caps, negs, imgs = [], [], []
     for j in idx:
         i, k = divmod(j, ds.captions_per_image); cap, ng, _ = ds.captions(i)[k]
@@ -85,6 +88,7 @@ def batch_of(ds, idx, feats):
                 image_group=torch.tensor(imgs), neg_input_ids=n['input_ids'], neg_attention_mask=n['attention_mask'])
 
 def content_mask(b, g):
+    "BERT's masking of the batch, plus (`--content`) one content word of each chosen caption always replaced by [MASK]."
     ids, att = b['input_ids'], b['attention_mask']
     masked, labels = mask_tokens(ids, m.maskable(ids, att), cfg.mask_token_id, cfg.vocab_size, cfg.mlm_probability, None, g)
     if a.content > 0:
@@ -97,6 +101,7 @@ def content_mask(b, g):
 
 @torch.no_grad()
 def evaluate():
+    "Held-out ITM accuracy, and per word kind: one such word masked per caption, restored with its own / another image."
     m.eval(); res = {}
     g = torch.Generator().manual_seed(1)
     idx = torch.randperm(len(test), generator=g)[:512].tolist()
