@@ -22,6 +22,12 @@ With plenty of labelled data, how long does the plateau last? (chapter 15: two r
 
     python scripts/vqa_plateau.py --model runs/demo/pretrain/final --images 10000 --single-steps 0 --all-steps 4000 --every 250 --starts fresh --json F
     python scripts/vqa_plateau.py --model runs/demo/pretrain/final --images 10000 --single-steps 0 --all-steps 4000 --every 250 --starts pretrained --json F
+
+Which questions, in what order? A third run, `custom`, trains on the questions `--types` and `--objects` choose (its test
+questions too), with batches by `--schedule` (chapter 15 has four of them):
+
+    python scripts/vqa_plateau.py --model runs/demo/pretrain/final --images 10000 --single-steps 0 --all-steps 0 --custom-steps 1500 --types color --starts fresh --every 100 --json F
+    python scripts/vqa_plateau.py --model runs/demo/pretrain/final --images 10000 --single-steps 0 --all-steps 0 --custom-steps 1500 --schedule first:color:600 --starts fresh --every 100 --json F
 """
 import argparse, collections, json, time
 from pathlib import Path
@@ -73,8 +79,25 @@ def object_probe(pairs):
                 size=ridge_probe(X, yz, len(SIZES)))
 
 
-def train_cached(pre, proc, vocab, train, test, ftr, fte, keep, steps, lr, every, batch, fresh, seed=0):
-    "Train transformer + VQA head on cached pixel tokens; returns [(step, test accuracy, per type)]."
+def batches(items, schedule, batch, generator):
+    "Step -> the training questions of that step: 'mixed' (drawn from all), 'blocked' (one question type per batch, types in\n    turn) or 'first:TYPE:N' (only questions of TYPE for the first N steps, then all)."
+    by_type = collections.defaultdict(list)
+    for q in items: by_type[q[3]].append(q)
+    types = sorted(by_type)
+    def pool(step):
+        if schedule == 'mixed': return items
+        if schedule == 'blocked': return by_type[types[step % len(types)]]
+        kind, t, n = schedule.split(':')
+        if kind != 'first' or t not in by_type: raise ValueError(f"schedule {schedule!r}: use mixed, blocked or first:TYPE:N with a type of {types}")
+        return by_type[t] if step <= int(n) else items
+    def draw(step):
+        p = pool(step)
+        return [p[i] for i in torch.randint(len(p), (batch,), generator=generator).tolist()]
+    return draw
+
+
+def train_cached(pre, proc, vocab, train, test, ftr, fte, keep, steps, lr, every, batch, fresh, seed=0, schedule='mixed'):
+    "Train transformer + VQA head on cached pixel tokens (batches by `schedule`, see `batches`); returns the test curve."
     from pixelbert.vqa import vqa_config, PixelBertForVQA
     from pixelbert.metrics import vqa_accuracy
     tr_items = [q for q in train.items if keep(train, q)]
@@ -105,8 +128,9 @@ def train_cached(pre, proc, vocab, train, test, ftr, fte, keep, steps, lr, every
         return sum(every_q) / len(every_q), {t: sum(v) / len(v) for t, v in sorted(res.items())}
 
     g, curve = torch.Generator().manual_seed(seed), []
+    draw = batches(tr_items, schedule, batch, g)
     for step in range(1, steps + 1):
-        items = [tr_items[i] for i in torch.randint(len(tr_items), (batch,), generator=g).tolist()]
+        items = draw(step)
         for pg in opt.param_groups: pg['lr'] = lr * min(1.0, step / 50)  # 50 warm-up steps, then constant
         loss = forward(items, ftr, torch.stack([vocab.soft_target(q[2], 10) for q in items])).loss
         opt.zero_grad(); loss.backward(); opt.step()
@@ -126,6 +150,10 @@ def main(argv=None):
     ap.add_argument('--lr', type=float, default=3e-4); ap.add_argument('--batch', type=int, default=32)
     ap.add_argument('--every', type=int, default=100); ap.add_argument('--threads', type=int, default=1)
     ap.add_argument('--starts', default='pretrained,fresh', help="which transformers to train: 'pretrained', 'fresh' or both")
+    ap.add_argument('--custom-steps', type=int, default=0, help='steps of a third run on the questions chosen by --types and --objects')
+    ap.add_argument('--types', default='all', help="question types of the custom run, e.g. 'color' or 'color,shape' ('all': every type)")
+    ap.add_argument('--objects', default='1-4', help='objects per scene in the custom run, e.g. 2-2')
+    ap.add_argument('--schedule', default='mixed', help="custom run's batches: mixed, blocked (one type per batch) or first:TYPE:N")
     ap.add_argument('--json', default=None, help='write every figure here')
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
@@ -145,13 +173,16 @@ def main(argv=None):
     print('   the token at each object\'s centre (every scene):', {k: round(v, 3) if isinstance(v, float) else v for k, v in out['object_probe'].items()})
     print(f"   answer prior (most common training answer per question): {out['answer_prior']:.3f}")
     single = lambda ds, q: q[3] == 'color' and len(ds.scenes[q[0]].objects) == 1
-    runs = [('single_object_color', single, a.single_steps), ('all_questions', lambda ds, q: True, a.all_steps)]
-    for name, keep, steps in runs:
+    lo, hi = map(int, a.objects.split('-'))
+    custom = lambda ds, q: (a.types == 'all' or q[3] in a.types.split(',')) and lo <= len(ds.scenes[q[0]].objects) <= hi
+    runs = [('single_object_color', single, a.single_steps, 'mixed'), ('all_questions', lambda ds, q: True, a.all_steps, 'mixed'),
+            ('custom', custom, a.custom_steps, a.schedule)]
+    for name, keep, steps, schedule in runs:
         if steps <= 0: continue
         for fresh in [s == 'fresh' for s in a.starts.split(',')]:
             label = f"{name}/{'fresh' if fresh else 'pretrained'}"
-            print(f"2. {label}: {steps} steps, lr {a.lr}", flush=True)
-            out[label] = train_cached(pre, proc, vocab, train, test, ftr, fte, keep, steps, a.lr, a.every, a.batch, fresh)
+            print(f"2. {label}: {steps} steps, lr {a.lr}, {schedule} batches", flush=True)
+            out[label] = train_cached(pre, proc, vocab, train, test, ftr, fte, keep, steps, a.lr, a.every, a.batch, fresh, schedule=schedule)
     out['seconds'] = round(time.perf_counter() - t0, 1)
     if a.json: Path(a.json).parent.mkdir(parents=True, exist_ok=True); Path(a.json).write_text(json.dumps(out, indent=1))
 

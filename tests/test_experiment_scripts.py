@@ -39,6 +39,29 @@ def test_vqa_plateau(final, tmp_path):
     r0 = json.loads(probes.read_text())
     assert r0['object_probe'] == r['object_probe'] and not any('/' in k for k in r0)
 
+@pytest.mark.parametrize('schedule', ['blocked', 'first:color:1'])
+def test_vqa_plateau_custom_run(final, tmp_path, schedule):
+    "The custom run: chosen question types and scene sizes, batches by schedule."
+    out = tmp_path / 'custom.json'
+    run('vqa_plateau.py', '--model', final, '--images', 40, '--test-images', 20, '--single-steps', 0, '--all-steps', 0,
+        '--custom-steps', 2, '--types', 'color,shape', '--objects', '1-2', '--schedule', schedule, '--every', 1, '--batch', 4,
+        '--starts', 'fresh', '--json', out)
+    r = json.loads(out.read_text())
+    assert [c['step'] for c in r['custom/fresh']['curve']] == [1, 2] and r['args']['schedule'] == schedule
+    assert set(r['custom/fresh']['curve'][-1]['per_type']) <= {'color', 'shape'}  # only the chosen types are tested
+
+def test_vqa_batches_schedules():
+    "Blocked batches hold one question type each, in turn; first:TYPE:N keeps to TYPE for N steps."
+    sys.path.insert(0, str(ROOT / 'scripts'))
+    from vqa_plateau import batches
+    items = [(i, 'q', ['a'] * 10, t) for i, t in enumerate(['color', 'shape', 'size'] * 20)]
+    g = torch.Generator().manual_seed(0)
+    blocked = batches(items, 'blocked', 8, g)
+    assert [{q[3] for q in blocked(s)} for s in (0, 1, 2, 3)] == [{'color'}, {'shape'}, {'size'}, {'color'}]
+    first = batches(items, 'first:shape:2', 64, g)
+    assert {q[3] for q in first(1)} == {q[3] for q in first(2)} == {'shape'} and len({q[3] for q in first(3)}) == 3
+    with pytest.raises(ValueError, match='first:TYPE:N'): batches(items, 'first:count:5', 8, g)(1)
+
 def test_cached_pretraining(final, tmp_path):
     out = tmp_path / 'cached.json'
     run('cached_pretraining.py', '--visual', final, '--steps', 6, '--every', 3, '--images', 20, '--batch', 4, '--content', 1,
