@@ -17,13 +17,14 @@ def nlvr2_shares(csv, quick:bool) -> dict:
     "Share predicted True and the constant-answer accuracy, from a variant's NLVR2 predictions file (results written before run_ablation kept them)."
     from pixelbert.cli import DemoConfig
     from pixelbert.synth import SynthNLVR2
+    from pixelbert.nlvr2 import nlvr2_metrics
     cfg = DemoConfig.quick() if quick else DemoConfig()
     test = SynthNLVR2('test', n=cfg.eval_nlvr2_pairs, seed=cfg.seed)
     said = dict(line.split(',') for line in Path(csv).read_text().split())
-    labels = [bool(test[i].label) for i in range(len(test))]
-    assert len(said) == len(labels), f"{csv}: {len(said)} predictions for {len(labels)} test pairs"
-    true = sum(labels) / len(labels)
-    return dict(predicted_true=round(sum(v == 'True' for v in said.values()) / len(said), 4), majority_accuracy=round(max(true, 1 - true), 4))
+    assert len(said) == len(test), f"{csv}: {len(said)} predictions for {len(test)} test pairs"
+    ids = [test.identifier(i) for i in range(len(test))]
+    m = nlvr2_metrics(ids, [said[i] == 'True' for i in ids], [bool(test[i].label) for i in range(len(test))])
+    return {k: round(m[k], 4) for k in ('predicted_true', 'majority_accuracy')}
 
 
 def main(argv=None):

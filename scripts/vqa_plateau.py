@@ -166,9 +166,9 @@ def main(argv=None):
     vocab = AnswerVocab.build([q[2] for q in train.items])
     t0 = time.perf_counter()
     ftr, fte = token_features(pre, proc, train), token_features(pre, proc, test)
-    out = dict(model=a.model, args=vars(a), probe=probe([(fte[i], sc) for i, sc in enumerate(test.scenes)] + [(ftr[i], sc) for i, sc in enumerate(train.scenes)]),
+    pairs = [(fte[i], sc) for i, sc in enumerate(test.scenes)] + [(ftr[i], sc) for i, sc in enumerate(train.scenes)]
+    out = dict(model=a.model, args=vars(a), probe=probe(pairs), object_probe=object_probe(pairs),
                answer_prior=question_only_baseline(train.annotations(), test.annotations())['vqa_score'])
-    out['object_probe'] = object_probe([(fte[i], sc) for i, sc in enumerate(test.scenes)] + [(ftr[i], sc) for i, sc in enumerate(train.scenes)])
     print('1. probe of the frozen pixel tokens (single-object scenes):', {k: round(v, 3) if isinstance(v, float) else v for k, v in out['probe'].items()})
     print('   the token at each object\'s centre (every scene):', {k: round(v, 3) if isinstance(v, float) else v for k, v in out['object_probe'].items()})
     print(f"   answer prior (most common training answer per question): {out['answer_prior']:.3f}")
