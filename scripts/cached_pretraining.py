@@ -4,6 +4,7 @@
     python scripts/cached_pretraining.py --content 1 --out runs/cached/content.json      # mask one content word per caption
     python scripts/cached_pretraining.py --hard 0.5 --out runs/cached/hard.json         # half the ITM negatives: own image, false twin
     python scripts/cached_pretraining.py --pool 2 --content 1 --out runs/cached/pool2.json  # 16 pixel tokens instead of 64
+    python scripts/cached_pretraining.py --first-objects 1:600 --content 1 --mlm-after 0 --mlm-ramp 0.1 --out runs/cached/one_first.json  # one-object scenes first
 
 The visual encoder of a pre-trained model (`--visual`, e.g. the demo's `pretrain/final`) is frozen and its pixel tokens
 computed once; a fresh transformer and heads then pre-train on them with the demo's recipe (ITM alone for the first
@@ -35,8 +36,13 @@ ap.add_argument('--vqa-lr', type=float, default=3e-4)
 ap.add_argument('--vqa-images', type=int, default=1000, help='VQA training images, 3 questions each (the demo: 1000)')
 ap.add_argument('--test-images', type=int, default=300, help='held-out images of the caption and VQA tests')
 ap.add_argument('--pool', type=int, default=1, help='max-pool the token grid by this factor (2: 16 tokens)')
+ap.add_argument('--first-objects', default='', help="N:S: the first S steps draw captions of scenes with at most N objects only (e.g. 1:600)")
 ap.add_argument('--out', required=True); ap.add_argument('--threads', type=int, default=1)
 a = ap.parse_args(); torch.set_num_threads(a.threads)
+most, first_steps = 0, 0
+if a.first_objects:
+    try: most, first_steps = (int(x) for x in a.first_objects.split(':'))
+    except ValueError: ap.error(f"--first-objects takes N:S (objects, steps), e.g. 1:600; got {a.first_objects!r}")
 t0 = time.perf_counter()
 proc = PixelBertProcessor.from_pretrained(a.visual); tok = proc.tokenizer
 pre = PixelBertForPreTraining.from_pretrained(a.visual).eval()
@@ -133,10 +139,17 @@ opt = torch.optim.AdamW(params, lr=a.lr, weight_decay=0.01)
 g = torch.Generator().manual_seed(0)
 warm, start, ramp = int(.05*a.steps), int(a.mlm_after*a.steps), int(a.mlm_ramp*a.steps)
 curve = []
+small = list(range(len(train)))
+if first_steps:
+    small = [j for j in range(len(train)) if len(train.scenes[j // train.captions_per_image].objects) <= most]
+    if not small: ap.error(f"no training scene has at most {most} objects")
+    print(f"first {first_steps} steps: {len(small)} captions of scenes with at most {most} object{'s' if most != 1 else ''}", flush=True)
 for step in range(1, a.steps + 1):
     lr = a.lr * min(1, step / max(warm, 1)) * (0.1 if step > 0.8 * a.steps else 1)
     for pg in opt.param_groups: pg['lr'] = lr
-    b = batch_of(train, torch.randint(len(train), (a.batch,), generator=g).tolist(), ftr)
+    if step <= first_steps: idx = [small[j] for j in torch.randint(len(small), (a.batch,), generator=g).tolist()]
+    else: idx = torch.randint(len(train), (a.batch,), generator=g).tolist()
+    b = batch_of(train, idx, ftr)
     if step < start: kw = dict(mlm=False)
     else:
         masked, labels = content_mask(b, g); b['input_ids'] = masked
