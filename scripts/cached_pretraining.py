@@ -4,6 +4,7 @@
     python scripts/cached_pretraining.py --content 1 --out runs/cached/content.json      # mask one content word per caption
     python scripts/cached_pretraining.py --hard 0.5 --out runs/cached/hard.json         # half the ITM negatives: own image, false twin
     python scripts/cached_pretraining.py --pool 2 --content 1 --out runs/cached/pool2.json  # 16 pixel tokens instead of 64
+    python scripts/cached_pretraining.py --color-first 600 --content 1 --out runs/cached/color_first.json  # ITM against colour swaps first
     python scripts/cached_pretraining.py --first-objects 1:600 --content 1 --mlm-after 0 --mlm-ramp 0.1 --out runs/cached/one_first.json  # one-object scenes first
 
 The visual encoder of a pre-trained model (`--visual`, e.g. the demo's `pretrain/final`) is frozen and its pixel tokens
@@ -11,7 +12,9 @@ computed once; a fresh transformer and heads then pre-train on them with the dem
 `--mlm-after` of the run, then MLM ramped in; AdamW `--lr`, 5% warm-up, 10x decay at 80%; k sampled pixels from the
 model's configuration). Every `--every` steps it prints held-out ITM accuracy and, for each kind of content word
 (colour, shape, size, number, relation), how often one masked word of that kind is restored with the caption's own
-image and with another caption's image (`_wrong_image`): the gap is what the word takes from the image. At the end it
+image and with another caption's image (`_wrong_image`): the gap is what the word takes from the image. The ITM head
+also ranks each held-out caption against its colour-swapped false twin on the caption's image (`itm_color_swap`,
+chance 0.5): the plainest test of whether a colour word is bound to its object. At the end it
 fine-tunes VQA on cached tokens from the result (`scripts/vqa_plateau.py`'s loop, `--vqa-steps` at `--vqa-lr`) and
 writes everything to `--out`. One thread by default: two runs fit this 2-core machine side by side (about 12 min each).
 """
@@ -36,6 +39,7 @@ ap.add_argument('--vqa-lr', type=float, default=3e-4)
 ap.add_argument('--vqa-images', type=int, default=1000, help='VQA training images, 3 questions each (the demo: 1000)')
 ap.add_argument('--test-images', type=int, default=300, help='held-out images of the caption and VQA tests')
 ap.add_argument('--pool', type=int, default=1, help='max-pool the token grid by this factor (2: 16 tokens)')
+ap.add_argument('--color-first', type=int, default=0, help="the first S steps: ITM alone on captions that have a colour-swapped false twin, with that twin as every negative")
 ap.add_argument('--first-objects', default='', help="N:S: the first S steps draw captions of scenes with at most N objects only (e.g. 1:600)")
 ap.add_argument('--out', required=True); ap.add_argument('--threads', type=int, default=1)
 a = ap.parse_args(); torch.set_num_threads(a.threads)
@@ -82,12 +86,29 @@ words = {'color': list(COLORS), 'shape': list(SHAPES) + [PLURAL[s] for s in SHAP
 kind_ids = {k: torch.tensor(tok.convert_tokens_to_ids(v)) for k, v in words.items()}
 for v in kind_ids.values(): content_ids[v] = True
 
-def batch_of(ds, idx, feats):
-    "A pre-training batch of captions `idx` of `ds` (with each caption's first false twin), its images as scene indices."
+def color_twin(cap, negs):
+    "The false twin of `cap` that differs from it in one colour word only, or None."
+    w = cap.split()
+    for ng in negs:
+        v = ng.split()
+        d = [i for i, (x, y) in enumerate(zip(w, v)) if x != y] if len(v) == len(w) else []
+        if len(d) == 1 and w[d[0]] in COLORS and v[d[0]] in COLORS: return ng
+    return None
+
+def color_twins(ds):
+    "Caption index -> its colour-swapped twin, for every caption of `ds` that has one."
+    out = {}
+    for j in range(len(ds)):
+        i, k = divmod(j, ds.captions_per_image); cap, ng, _ = ds.captions(i)[k]
+        if (tw := color_twin(cap, ng)) is not None: out[j] = tw
+    return out
+
+def batch_of(ds, idx, feats, twins=None):
+    "A pre-training batch of captions `idx` of `ds` (with each caption's first false twin, or its `twins` entry), its images as scene indices."
     caps, negs, imgs = [], [], []
     for j in idx:
         i, k = divmod(j, ds.captions_per_image); cap, ng, _ = ds.captions(i)[k]
-        caps.append(cap); negs.append(ng[0] if ng else cap); imgs.append(i)
+        caps.append(cap); negs.append(twins[j] if twins is not None else ng[0] if ng else cap); imgs.append(i)
     t = tok(caps, padding=True, return_tensors='pt'); n = tok(negs, padding=True, return_tensors='pt')
     cur['f'] = feats
     return dict(input_ids=t['input_ids'], attention_mask=t['attention_mask'], pixel_values=torch.tensor(imgs),
@@ -129,6 +150,17 @@ def evaluate():
                                 image_mask=torch.ones(len(rows), grid[0]*grid[1], dtype=torch.bool), image_grid=grid).last_hidden_state
                 pred = m.mlm(h[torch.arange(len(rows)), col]).argmax(-1)
                 hits[(kind, shuffled)] += (pred == ids[rows, col]).tolist()
+    # ITM between each held-out caption and its colour-swapped twin, on the caption's image: does the true one score higher?
+    js = [j for j in idx if j in test_twins][:256]
+    if js:
+        b = batch_of(test, js, fte, test_twins)
+        def p_match(ids, att):
+            h = m.pixelbert(input_ids=ids, attention_mask=att, pixel_values=None, image_embeds=enc(b['pixel_values']).features,
+                            image_mask=torch.ones(len(js), grid[0]*grid[1], dtype=torch.bool), image_grid=grid).pooler_output
+            return m.itm(h).softmax(-1)[:, 1]
+        pt, pf = p_match(b['input_ids'], b['attention_mask']), p_match(b['neg_input_ids'], b['neg_attention_mask'])
+        res['itm_color_swap'] = round(((pt > pf).float() + 0.5 * (pt == pf).float()).mean().item(), 3)  # a tie is half right
+        res['color_swap_pairs'] = len(js)
     m.train()
     res['itm'] = round(sum(itm)/len(itm), 3)
     for (kind, sh), v in sorted(hits.items()): res[f"{kind}{'_wrong_image' if sh else ''}"] = round(sum(v)/len(v), 3)
@@ -139,6 +171,9 @@ opt = torch.optim.AdamW(params, lr=a.lr, weight_decay=0.01)
 g = torch.Generator().manual_seed(0)
 warm, start, ramp = int(.05*a.steps), int(a.mlm_after*a.steps), int(a.mlm_ramp*a.steps)
 curve = []
+test_twins = color_twins(test)
+twins = color_twins(train) if a.color_first else {}
+if a.color_first: print(f"first {a.color_first} steps: ITM on {len(twins)} captions against their colour-swapped twins", flush=True)
 small = list(range(len(train)))
 if first_steps:
     small = [j for j in range(len(train)) if len(train.scenes[j // train.captions_per_image].objects) <= most]
@@ -147,14 +182,19 @@ if first_steps:
 for step in range(1, a.steps + 1):
     lr = a.lr * min(1, step / max(warm, 1)) * (0.1 if step > 0.8 * a.steps else 1)
     for pg in opt.param_groups: pg['lr'] = lr
-    if step <= first_steps: idx = [small[j] for j in torch.randint(len(small), (a.batch,), generator=g).tolist()]
+    colour_phase = step <= a.color_first
+    if colour_phase:
+        keys = list(twins); idx = [keys[j] for j in torch.randint(len(keys), (a.batch,), generator=g).tolist()]
+    elif step <= first_steps: idx = [small[j] for j in torch.randint(len(small), (a.batch,), generator=g).tolist()]
     else: idx = torch.randint(len(train), (a.batch,), generator=g).tolist()
-    b = batch_of(train, idx, ftr)
-    if step < start: kw = dict(mlm=False)
+    b = batch_of(train, idx, ftr, twins if colour_phase else None)
+    m.config.itm_hard_negatives = 1.0 if colour_phase else a.hard
+    if colour_phase: kw = dict(mlm=False)
+    elif step < start: kw = dict(mlm=False)
     else:
         masked, labels = content_mask(b, g); b['input_ids'] = masked
         kw = dict(mlm_labels=labels, mlm_weight=min(1.0, (step - start + 1) / (ramp + 1)))
-    if not a.hard: b.pop('neg_input_ids'); b.pop('neg_attention_mask')
+    if not a.hard and not colour_phase: b.pop('neg_input_ids'); b.pop('neg_attention_mask')
     o = m(**b, generator=g, **kw)
     opt.zero_grad(); o.loss.backward(); opt.step()
     if step % a.every == 0 or step == a.steps:

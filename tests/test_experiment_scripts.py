@@ -66,18 +66,21 @@ def test_cached_pretraining(final, tmp_path):
     out = tmp_path / 'cached.json'
     log = run('cached_pretraining.py', '--visual', final, '--steps', 6, '--every', 3, '--images', 20, '--batch', 4, '--content', 1,
               '--hard', 0.5, '--mlm-after', 0.5,  # ITM alone for steps 1-2, then MLM
-              '--first-objects', '1:3',  # steps 1-3 on one-object scenes only
+              '--color-first', 2,  # steps 1-2: ITM against colour-swapped twins only
+              '--first-objects', '1:3',  # step 3 on one-object scenes only
               '--vqa-steps', 2, '--vqa-images', 20, '--test-images', 10, '--out', out)
     from pixelbert.synth import SynthCaptions
     ds = SynthCaptions('train', n_images=20, seed=0)
     ones = sum(len(s.objects) == 1 for s in ds.scenes) * ds.captions_per_image
     assert f"first 3 steps: {ones} captions of scenes with at most 1 object\n" in log and ones > 0
+    assert "first 2 steps: ITM on " in log and "captions against their colour-swapped twins" in log
     r = json.loads(out.read_text())
     assert [c['step'] for c in r['curve']] == [3, 6]
     last = r['curve'][-1]
     for kind in ('color', 'shape', 'size', 'number'):  # every kind of word is probed, with and without its own image
         assert 0 <= last[kind] <= 1 and 0 <= last[f'{kind}_wrong_image'] <= 1
     assert 0 <= last['itm'] <= 1 and r['vqa']['n_train'] == 60
+    assert 0 <= last['itm_color_swap'] <= 1 and last['color_swap_pairs'] > 0  # captions against their colour-swapped twins
 
 def test_cached_pretraining_bad_first_objects(final, tmp_path):
     p = subprocess.run([sys.executable, str(ROOT / 'scripts' / 'cached_pretraining.py'), '--visual', str(final), '--first-objects', 'one',
