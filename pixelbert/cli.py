@@ -596,7 +596,7 @@ def _say(msg:str): print(f"pixelbert-demo: {msg}", file=sys.stderr, flush=True)
 def demo_pretrain(cfg:DemoConfig, processor, out:Path, device, precision:str, progress:bool=True) -> tuple:
     "Pre-train with MLM + ITM (hard negatives) on the caption corpus; returns the model, held-out accuracies and the log."
     from pixelbert.synth import SynthCaptions
-    from pixelbert.pretraining import PixelBertForPreTraining, PretrainingCollator, pretraining_config, evaluate_pretraining
+    from pixelbert.pretraining import PixelBertForPreTraining, PretrainingCollator, pretraining_config, evaluate_pretraining, evaluate_twins
     from pixelbert.trainer import Trainer, TrainArgs, read_log, tagged_backbone, mlm_curriculum, run_steps
     config = pretraining_config(cfg.preset, processor.tokenizer, itm_hard_negatives=cfg.itm_hard_negatives,
                                 num_sampled_pixels=cfg.num_sampled_pixels, mlm_probability=cfg.mlm_probability, **cfg.model)
@@ -618,9 +618,11 @@ def demo_pretrain(cfg:DemoConfig, processor, out:Path, device, precision:str, pr
         Trainer(model, train, PretrainingCollator(processor), args, save_extra=processor.save_pretrained, step_kwargs=step_kwargs).fit()
         _drop_checkpoints(out/'pretrain')
     n_held = max(20, cfg.pretrain_eval_batches * 64 // 5 + 1)
+    held = SynthCaptions('test', n_images=n_held, seed=cfg.seed)
     with autocast(device, precision):
-        ev = evaluate_pretraining(model, SynthCaptions('test', n_images=n_held, seed=cfg.seed), PretrainingCollator(processor),
+        ev = evaluate_pretraining(model, held, PretrainingCollator(processor),
                                   batch_size=64, max_batches=cfg.pretrain_eval_batches, seed=cfg.seed)
+        ev['twins'] = evaluate_twins(model, held, processor, max_items=cfg.pretrain_eval_batches * 32)  # caption vs its false twins
     return model, ev, (read_log(out/'pretrain'/'log.jsonl') if cfg.pretrain_steps > 0 else [])
 
 def demo_vqa(cfg:DemoConfig, pre, processor, out:Path, device, precision:str, progress:bool=True, clock=None,
@@ -770,7 +772,8 @@ def demo_metrics(device, seconds:float, pre_ev:dict, vqa:dict, nlvr2:dict, ret:d
         'device': str(device), 'seconds': round(seconds, 1),
         'pretrain': dict(mlm_accuracy=_r(pre_ev['mlm_accuracy']), itm_accuracy=_r(pre_ev['itm_accuracy']),
                          mlm_majority_accuracy=_r(pre_ev['mlm_majority_accuracy']), itm_chance=_r(pre_ev['itm_chance']),
-                         masked_tokens=pre_ev['masked_tokens'], pairs=pre_ev['pairs']),
+                         masked_tokens=pre_ev['masked_tokens'], pairs=pre_ev['pairs'],
+                         **({'itm_twins': {k: v if k == 'pairs' else _r(v) for k, v in pre_ev['twins'].items()}} if 'twins' in pre_ev else {})),
         'vqa': dict(accuracy=_r(full['accuracy']), question_only_accuracy=_r(blind['accuracy']),
                     from_scratch_accuracy=_r(scratch['accuracy']), per_type={t: _r(v) for t, v in full['per_type'].items()},
                     from_scratch_per_type={t: _r(v) for t, v in scratch['per_type'].items()},
@@ -807,6 +810,9 @@ def write_report(m:dict, # the demo's metrics (see `demo_metrics`)
          f"(the most common training answer per question) scores {pct(v['question_prior_accuracy'])}. "
          f"ITM accuracy is on as many negatives as positives (other images' captions; chance "
          f"{pct(p['itm_chance'])}); MLM restores masked caption words (always guessing the most common: {pct(p['mlm_majority_accuracy'])})."
+         + (" Against each caption's false twins (one word changed) on its own image, the ITM head prefers the true caption: "
+            + ', '.join(f"{k} {pct(v)}" for k, v in p['itm_twins'].items() if k not in ('pairs', 'all')) + " (chance 50.0)."
+            if 'itm_twins' in p else '')
          + (f" NLVR2 predicts True for {pct(n['predicted_true'])}% of the test pairs; always answering the commoner label scores "
             f"{pct(n['majority_accuracy'])}." if 'majority_accuracy' in n else ''), "",
          "**VQA accuracy per question type**", "", "| type | pre-trained | from scratch | question only |", "|---|---|---|---|"]

@@ -17,7 +17,8 @@ from .model import PixelBertModel, PixelBertPreTrainedModel
 
 # %% auto #0
 __all__ = ['PRETRAINING_DEFAULTS', 'mask_tokens', 'itm_negatives', 'MLMHead', 'PixelBertForPreTrainingOutput',
-           'pretraining_config', 'PixelBertForPreTraining', 'PretrainingCollator', 'evaluate_pretraining']
+           'pretraining_config', 'PixelBertForPreTraining', 'PretrainingCollator', 'evaluate_pretraining',
+           'itm_match_probability', 'evaluate_twins']
 
 # %% ../nbs/08_pretraining.ipynb #35f21c03
 def mask_tokens(
@@ -278,3 +279,50 @@ def evaluate_pretraining(
     return dict(mlm_accuracy=mlm_hits / max(mlm_n, 1), itm_accuracy=itm_hits / max(itm_n, 1),
                 mlm_majority_accuracy=counts.max().item() / max(mlm_n, 1),
                 itm_chance=max(itm_pos, itm_n - itm_pos) / max(itm_n, 1), masked_tokens=mlm_n, pairs=itm_n)
+
+# %% ../nbs/08_pretraining.ipynb #0ddbf5ff
+@torch.no_grad()
+def itm_match_probability(model:PixelBertForPreTraining, input_ids:Tensor, attention_mask:Tensor, pixel_values:Tensor,
+                          pixel_mask:Tensor|None=None, token_type_ids:Tensor|None=None) -> Tensor:
+    "P(match) from the ITM head for each (caption, image) row, with every pixel (no sampling); (b,)."
+    vis = model.pixelbert.encode_image(pixel_values, pixel_mask)
+    out = model.pixelbert(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+                          image_embeds=vis.features, image_mask=vis.mask, image_grid=vis.grid)
+    return model.itm(out.pooler_output).float().softmax(-1)[:, 1]
+
+@torch.no_grad()
+def evaluate_twins(
+    model:PixelBertForPreTraining,
+    dataset, # `CaptionSample`s with `negatives` (false twins), e.g. a held-out `SynthCaptions` split
+    processor, # the model's `PixelBertProcessor`
+    max_items:int|None=256, # captions to score (None: all)
+    batch_size:int=32, # captions per forward pass (each with all its twins)
+    max_length:int=40, # longest caption in tokens
+    device=None, # default: the model's device
+) -> dict:
+    "How often the ITM head prefers each caption to its false twins on the caption's image, per edit kind (chance 0.5; ties count half)."
+    from collections import Counter
+    from pixelbert.synth import edit_kind
+    device = device or next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    hits, n = Counter(), Counter()
+    idx = range(len(dataset) if max_items is None else min(max_items, len(dataset)))
+    for s in range(0, len(idx), batch_size):
+        items = [dataset[i] for i in idx[s:s + batch_size]]
+        texts, rows, kinds = [], [], []
+        for j, it in enumerate(items):
+            for neg in it.negatives:
+                texts += [it.caption, neg]; rows += [j, j]; kinds.append(edit_kind(it.caption, neg) or 'other')
+        if not texts: continue
+        tok = processor.tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors='pt')
+        img = processor(images=[it.image for it in items])
+        rows = torch.tensor(rows)
+        p = itm_match_probability(model, tok['input_ids'].to(device), tok['attention_mask'].to(device),
+                                  img['pixel_values'][rows].to(device), img['pixel_mask'][rows].to(device)).cpu()
+        true, twin = p[0::2], p[1::2]
+        score = (true > twin).float() + 0.5 * (true == twin).float()
+        for k, v in zip(kinds, score.tolist()): hits[k] += v; n[k] += 1
+    model.train(was_training)
+    res = {k: hits[k] / n[k] for k in sorted(n)}
+    return res | dict(all=sum(hits.values()) / max(sum(n.values()), 1), pairs=dict(sorted(n.items())))

@@ -18,14 +18,14 @@ from torch.utils.data import Dataset
 
 # %% auto #0
 __all__ = ['ImageRef', 'SHAPES', 'COLORS', 'SIZES', 'RELATIONS', 'SPLITS', 'NUMBERS', 'PLURAL', 'REL_PHRASE', 'RELATION_MARGIN',
-           'CAPTION_TEMPLATES', 'CAPTION_KINDS', 'QUESTION_TYPES', 'QUESTION_TEMPLATES', 'ANSWERS', 'NLVR2_TEMPLATES',
-           'SIDES', 'NLVR2_KINDS', 'CaptionSample', 'VQASample', 'NLVR2Sample', 'RetrievalPool', 'Obj', 'Desc',
-           'full_desc', 'Scene', 'sample_scene', 'split_of', 'sample_scene_in', 'make_scene', 'relation_value',
-           'direction', 'np_text', 'count_text', 'list_text', 'caption_text', 'parse_np', 'parse_caption', 'evaluate',
-           'caption_truth', 'random_desc', 'random_caption_form', 'form_target', 'form_edits', 'false_captions',
-           'scene_captions', 'SynthCaptions', 'question_text', 'question_candidates', 'question_answer', 'SynthVQA',
-           'question_only_baseline', 'statement_truth', 'statement_text', 'random_statement', 'SynthNLVR2',
-           'synth_retrieval_pool', 'vocabulary']
+           'CAPTION_TEMPLATES', 'CAPTION_KINDS', 'EDIT_WORDS', 'QUESTION_TYPES', 'QUESTION_TEMPLATES', 'ANSWERS',
+           'NLVR2_TEMPLATES', 'SIDES', 'NLVR2_KINDS', 'CaptionSample', 'VQASample', 'NLVR2Sample', 'RetrievalPool',
+           'Obj', 'Desc', 'full_desc', 'Scene', 'sample_scene', 'split_of', 'sample_scene_in', 'make_scene',
+           'relation_value', 'direction', 'np_text', 'count_text', 'list_text', 'caption_text', 'parse_np',
+           'parse_caption', 'evaluate', 'caption_truth', 'random_desc', 'random_caption_form', 'form_target',
+           'form_edits', 'false_captions', 'scene_captions', 'edit_kind', 'SynthCaptions', 'question_text',
+           'question_candidates', 'question_answer', 'SynthVQA', 'question_only_baseline', 'statement_truth',
+           'statement_text', 'random_statement', 'SynthNLVR2', 'synth_retrieval_pool', 'vocabulary']
 
 # %% ../nbs/01_synth.ipynb #9bed6831
 ImageRef = Union[Image.Image, str, Path]  # an image in memory, or a path to an image file
@@ -468,6 +468,15 @@ def scene_captions(scene:Scene, rng:np.random.Generator, n:int=5, k_false:int=3)
         out.append((text, negs, form_target(form, scene)))
     while len(out) < n: out.append(out[len(out) % len(seen)])  # tiny scenes may run out of distinct captions
     return out
+
+# %% ../nbs/01_synth.ipynb #c2619421
+EDIT_WORDS = {'count': set(NUMBERS), 'relation': {'left', 'right', 'above', 'below'}, 'size': set(SIZES),
+              'color': set(COLORS), 'shape': set(SHAPES) | set(PLURAL.values())}  # the words each kind of edit brings in
+
+def edit_kind(caption:str, twin:str) -> str|None:
+    "Which minimal edit turns `caption` into its false `twin`: 'count', 'relation', 'size', 'color' or 'shape' (None: no known word changed)."
+    new = set(Counter(re.findall('[a-z]+', twin)) - Counter(re.findall('[a-z]+', caption)))  # words the twin adds
+    return next((k for k, ws in EDIT_WORDS.items() if new & ws), None)
 
 # %% ../nbs/01_synth.ipynb #97a9fffb
 class SynthCaptions(Dataset):

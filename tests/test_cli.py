@@ -40,6 +40,9 @@ def test_demo_quick(tmp_path):
     for k, sub in SUBKEYS.items():
         for s in sub - {'per_type', 'pool_images'}: assert 0 <= m[k][s] <= 1, (k, s, m[k][s])
     assert set(m['vqa']['per_type']) == {'color', 'shape', 'size', 'count', 'exists', 'relation'}
+    tw = m['pretrain']['itm_twins']  # each held-out caption against its false twins, per edit kind
+    assert set(tw['pairs']) <= {'color', 'shape', 'size', 'count', 'relation'} and sum(tw['pairs'].values()) > 0
+    assert all(0 <= tw[k] <= 1 for k in [*tw['pairs'], 'all']) and 'the ITM head prefers the true caption' in (out / 'report.md').read_text()
     assert m['retrieval']['pool_images'] == 30 and m['retrieval']['tr_r1'] <= m['retrieval']['tr_r5'] <= m['retrieval']['tr_r10']
     assert {'pretrained', 'untrained', 'best_layer'} <= set(m['grounding']) and set(m['stages']) >= {'pretrain', 'vqa', 'nlvr2'}
     pngs = ['loss_curves.png', 'grounding.png', 'vqa_examples.png', 'attention_caption.png', 'attention_question.png']

@@ -86,3 +86,12 @@ def test_cached_pretraining_bad_first_objects(final, tmp_path):
     p = subprocess.run([sys.executable, str(ROOT / 'scripts' / 'cached_pretraining.py'), '--visual', str(final), '--first-objects', 'one',
                         '--out', str(tmp_path / 'x.json')], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert p.returncode == 2 and "--first-objects takes N:S" in p.stderr
+
+def test_itm_twins(final, tmp_path):
+    out = tmp_path / 'twins.json'
+    log = run('itm_twins.py', '--model', final, '--images', 6, '--max-items', 12, '--threads', 1, '--json', out)
+    r = json.loads(out.read_text())
+    for name in ('pretrained', 'untrained'):
+        assert name in log and set(r[name]['pairs']) <= {'color', 'shape', 'size', 'count', 'relation'}
+        assert sum(r[name]['pairs'].values()) >= 12 and all(0 <= r[name][k] <= 1 for k in [*r[name]['pairs'], 'all'])
+    assert r['pretrained']['pairs'] == r['untrained']['pairs']  # the same captions and twins for both
