@@ -173,6 +173,7 @@ warm, start, ramp = int(.05*a.steps), int(a.mlm_after*a.steps), int(a.mlm_ramp*a
 curve = []
 test_twins = color_twins(test)
 twins = color_twins(train) if a.color_first else {}
+twin_keys = list(twins)  # the captions the colour phase draws from
 if a.color_first: print(f"first {a.color_first} steps: ITM on {len(twins)} captions against their colour-swapped twins", flush=True)
 small = list(range(len(train)))
 if first_steps:
@@ -183,14 +184,12 @@ for step in range(1, a.steps + 1):
     lr = a.lr * min(1, step / max(warm, 1)) * (0.1 if step > 0.8 * a.steps else 1)
     for pg in opt.param_groups: pg['lr'] = lr
     colour_phase = step <= a.color_first
-    if colour_phase:
-        keys = list(twins); idx = [keys[j] for j in torch.randint(len(keys), (a.batch,), generator=g).tolist()]
+    if colour_phase: idx = [twin_keys[j] for j in torch.randint(len(twin_keys), (a.batch,), generator=g).tolist()]
     elif step <= first_steps: idx = [small[j] for j in torch.randint(len(small), (a.batch,), generator=g).tolist()]
     else: idx = torch.randint(len(train), (a.batch,), generator=g).tolist()
     b = batch_of(train, idx, ftr, twins if colour_phase else None)
     m.config.itm_hard_negatives = 1.0 if colour_phase else a.hard
-    if colour_phase: kw = dict(mlm=False)
-    elif step < start: kw = dict(mlm=False)
+    if colour_phase or step < start: kw = dict(mlm=False)
     else:
         masked, labels = content_mask(b, g); b['input_ids'] = masked
         kw = dict(mlm_labels=labels, mlm_weight=min(1.0, (step - start + 1) / (ramp + 1)))
