@@ -521,4 +521,6 @@ def show_gpu_results(path='gpu_results/bench_gpu.json') -> dict|None:
     for key in ('training', 'inference'):
         if r.get(key): print(f"\n{key}\n" + format_table(r[key]))
     if r.get('pipeline'): print('\npipeline', json.dumps({k: v for k, v in r['pipeline'].items() if k != 'log'}, indent=1))
+    if r.get('diagnostics'): print('\ndiagnostics\n' + format_table(r['diagnostics']))
+    if r.get('ratios'): print('\nratios\n' + '\n'.join(f'{k:75s} {v:.3f}' for k, v in r['ratios'].items()))
     return r

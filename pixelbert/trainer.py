@@ -426,7 +426,8 @@ def _resume(self:Trainer) -> int:
     for k, o in self.optimizers.items(): o.load_state_dict(st['optimizers'][k])
     for k, s in self.schedulers.items(): s.load_state_dict(st['schedulers'][k])
     if st['args']['steps'] != self.args.steps:  # a longer or shorter run: the schedule follows the new length
-        for s in self.schedulers.values(): s.lr_lambdas = [StepDecay(self.args.steps, warmup_steps(self.args), self.args.decay_at, self.args.decay_factor)]
+        f = StepDecay(self.args.steps, warmup_steps(self.args), self.args.decay_at, self.args.decay_factor)
+        for s in self.schedulers.values(): s.lr_lambdas = [f] * len(s.optimizer.param_groups)  # one per group, as LambdaLR holds
     set_rng_state(st['rng'])
     self.elapsed = st.get('elapsed', 0.0)
     self.log(f"resuming from {c} (step {st['step']})")

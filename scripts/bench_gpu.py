@@ -10,15 +10,19 @@ CPU smoke test (tiny sizes, a step or two of everything except torch.compile; wh
 
     python scripts/bench_gpu.py --device cpu --tiny --out OUT
 
-What it measures, in this order (cheap and certain first, compilation last):
+What it measures, in this order (the issue's comparison first, diagnostics last):
 1. training pairs/s, ms/step and peak memory of the `base` preset at 800 x 1333, 40 text tokens, 100 sampled
    pixels, batch 16, for `HandwrittenBaseline` (torchvision ResNet-50 + transformers BertModel) and for
    `PixelBertForPreTraining`: float32 eager, bf16 + channels-last;
-2. inference: image-text scores with all pixels, pairs/s at batch 32 and ms per pair at batch 1 (bf16);
-3. the input pipeline: COCO-sized JPEGs (640 x 480) of the synthetic world in shards, decoded, resized and
+2. bf16 + channels-last + torch.compile for the baseline and for ours (the issue's reference row);
+3. inference: image-text scores with all pixels, pairs/s at batch 32 and ms per pair at batch 1 (bf16);
+4. the input pipeline: COCO-sized JPEGs (640 x 480) of the synthetic world in shards, decoded, resized and
    tokenised in DataLoader workers by `PretrainingCollator`; the pipeline's own rate, and a 200-step training run
    of the `base` preset fed by it (busy fraction of the GPU, loss curve);
-4. bf16 + channels-last + torch.compile for the baseline and for ours (skipped when the time budget is short).
+5. diagnostics, each a change to the compiled bf16 setting (eager on the CPU), to see where time goes: the CNN's
+   stem and first stage frozen (Detectron's FREEZE_AT=2) for ours and for the baseline, ours without the padding
+   masks before each convolution, and ours with `torch.backends.cudnn.benchmark`.
+Phases that would start too late for the time budget are skipped and recorded as skipped.
 
 `pixelbert.model` imports fastcore; on a machine without it, carry the repository's copy
 (`.venv/lib/python3.*/site-packages/fastcore`, pure Python): this script adds that folder to the path.
@@ -71,7 +75,7 @@ class Bench:
     def __init__(self, out, args):
         self.out, self.args, self.t0 = Path(out), args, time.time()
         self.out.mkdir(parents=True, exist_ok=True)
-        self.r = dict(args=vars(args), training={}, inference={}, pipeline={}, notes=[], errors={})
+        self.r = dict(args=vars(args), training={}, inference={}, pipeline={}, diagnostics={}, notes=[], errors={})
 
     def elapsed(self): return time.time() - self.t0
 
@@ -132,20 +136,34 @@ def main(argv=None):
     B.r['config']['padded_image'] = list(batch['pixel_values'].shape[-2:])
     builders = dict(baseline=lambda: HandwrittenBaseline(cfg), pixelbert=lambda: PixelBertForPreTraining(cfg))
 
-    def train(name, **kw):
+    def train(name, prepare=None, cudnn_benchmark=False, **kw):
         def fn():
             torch.manual_seed(0)
             m = builders[name]().to(dev)
-            try: return bench_training(m, batch, steps=args.steps, warmup=args.warmup, **kw)
+            note = prepare(m) if prepare else None
+            old = torch.backends.cudnn.benchmark
+            torch.backends.cudnn.benchmark = cudnn_benchmark
+            try:
+                res = bench_training(m, batch, steps=args.steps, warmup=args.warmup, **kw)
+                return dict(res, change=note) if note else res
             finally:
+                torch.backends.cudnn.benchmark = old
                 del m
                 if cuda: torch.cuda.empty_cache()
         return fn
+    compile_ok = not args.no_compile and (cuda or args.compile_on_cpu)
 
     eager = [('fp32 eager', dict()), ('bf16 channels-last', dict(bf16=True, channels_last=True))]
     for setting, kw in eager:
         for name in ('baseline', 'pixelbert'):
             B.run('training', f'{name} {setting}', train(name, **kw), need_s=30)
+
+    # the compiled settings: the issue's reference row (a failure is recorded, and the run goes on)
+    for name in ('baseline', 'pixelbert'):
+        key = f'{name} bf16 channels-last compile'
+        if compile_ok: B.run('training', key, train(name, bf16=True, channels_last=True, compile=True), need_s=100)
+        else:
+            B.r['training'][key] = dict(error='skipped: ' + ('--no-compile' if args.no_compile else 'CPU run (pass --compile-on-cpu)'))
 
     # 2. inference
     ib = synthetic_batch(cfg, args.inference_batch, args.text_length, (H, W), seed=1, device=dev)
@@ -219,13 +237,25 @@ def main(argv=None):
     res = B.run('pipeline', 'shards -> workers -> training', pipeline, need_s=60)
     if res: B.r['pipeline'] = dict(res)
 
-    # 4. compiled settings, last: the most expensive and the most likely to fail
-    compile_ok = not args.no_compile and (cuda or args.compile_on_cpu)
-    for name in ('baseline', 'pixelbert'):
-        key = f'{name} bf16 channels-last compile'
-        if compile_ok: B.run('training', key, train(name, bf16=True, channels_last=True, compile=True), need_s=150)
-        else:
-            B.r['training'][key] = dict(error='skipped: ' + ('--no-compile' if args.no_compile else 'CPU run (pass --compile-on-cpu)'))
+    # 5. diagnostics: one change each to the compiled bf16 setting (eager where compilation is off)
+    def freeze_stem_and_layer1(m):
+        "Freeze the CNN's first five children (conv1, bn1, relu, maxpool, layer1): Detectron's FREEZE_AT=2."
+        kids = list(m.visual.backbone.children()) if hasattr(m, 'visual') else list(m.pixelbert.visual.backbone.children())
+        n = 0
+        for c in kids[:5]:
+            for p in c.parameters(): p.requires_grad_(False); n += p.numel()
+        return f'stem and layer1 frozen ({n / 1e6:.2f} M parameters)'
+    def no_padding_masks(m):
+        m.pixelbert.visual.mask_padding = False
+        return 'padding not zeroed before each convolution (results then depend on the padding)'
+    dkw = dict(bf16=True, channels_last=True, compile=compile_ok)
+    tag = 'compile' if compile_ok else 'eager'
+    for key, name, kw in [(f'pixelbert frozen stem+layer1 {tag}', 'pixelbert', dict(prepare=freeze_stem_and_layer1)),
+                          (f'baseline frozen stem+layer1 {tag}', 'baseline', dict(prepare=freeze_stem_and_layer1)),
+                          (f'pixelbert no padding masks {tag}', 'pixelbert', dict(prepare=no_padding_masks)),
+                          (f'pixelbert cudnn.benchmark {tag}', 'pixelbert', dict(cudnn_benchmark=True))]:
+        B.run('diagnostics', key, train(name, **kw, **dkw), need_s=80 if compile_ok else 10)
+
 
     # ratios and the closing table
     tr = B.r['training']
@@ -236,6 +266,8 @@ def main(argv=None):
         B.r['ratios'] = {f'{ours} / {ref}': ok[ours]['pairs_per_s'] / ok[ref]['pairs_per_s']}
         for k in ok:
             if k.startswith('baseline'): B.r['ratios'][f'{ours} / {k}'] = ok[ours]['pairs_per_s'] / ok[k]['pairs_per_s']
+        for k, v in B.r['diagnostics'].items():
+            if 'error' not in v: B.r['ratios'][f'{k} / {ref}'] = v['pairs_per_s'] / ok[ref]['pairs_per_s']
     if B.r['pipeline'] and 'busy_fraction' in B.r['pipeline']:
         B.r.setdefault('ratios', {})['gpu_busy_fraction_with_loader'] = B.r['pipeline']['busy_fraction']
     text = (f"device: {B.r['device']}  torch {B.r['torch']}  {B.r['date']}\n"
@@ -246,6 +278,10 @@ def main(argv=None):
         p = B.r['pipeline']
         text += ('\n\npipeline\n' + '\n'.join(f'{k:32s} {v:.4g}' if isinstance(v, float) else f'{k:32s} {v}'
                                                for k, v in p.items() if k != 'log'))
+    if B.r['diagnostics']:
+        d = dict(B.r['diagnostics'])
+        if ref: d = {ref: ok[ref], **d}  # printed beside the reference row, for the ratios
+        text += '\n\ndiagnostics (one change each)\n' + format_table(d, reference=ref)
     if B.r.get('ratios'): text += '\n\nratios\n' + '\n'.join(f'{k:70s} {v:.3f}' for k, v in B.r['ratios'].items())
     (B.out / 'bench_gpu.txt').write_text(text + '\n')
     B.save()

@@ -35,3 +35,16 @@ def test_bench_gpu_budget(tmp_path):
     r = mod.main(['--device', 'cpu', '--tiny', '--budget-s', '0', '--out', str(tmp_path)])
     assert all('skipped' in v['error'] for v in r['training'].values())
     assert all('skipped' in v['error'] for v in r['inference'].values())
+
+
+def test_gpu_session_script_on_cpu(tmp_path):
+    "`scripts/gpu_session.sh`, the one command a GPU session runs, end to end on the CPU (benchmark phases skipped by budget)."
+    env = dict(os.environ, OUT=str(tmp_path), BUDGET='0', DEVICE='cpu', OMP_NUM_THREADS='1', MKL_NUM_THREADS='1',
+               PATH=f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}")
+    p = subprocess.run(['bash', str(ROOT / 'scripts' / 'gpu_session.sh')], capture_output=True, text=True, timeout=900, env=env, cwd=ROOT)
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
+    assert all('skipped' in v['error'] for v in json.loads((tmp_path / 'bench_gpu.json').read_text())['training'].values())
+    log = (tmp_path / 'torchrun.txt').read_text()
+    assert log.count('rc=0') == 2 and 'resuming from' in log and 'checkpoint-30' in log, log[-2000:]
+    assert 'rc=0' in (tmp_path / 'demo_quick.txt').read_text()
+    assert json.loads((tmp_path / 'demo_quick_metrics.json').read_text())['device'] == 'cpu'

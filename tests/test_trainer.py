@@ -110,3 +110,14 @@ def test_tagging_stage_then_resume(tmp_path):
     assert (cut / 'backbone' / 'backbone.safetensors').stat().st_mtime_ns == stamp  # not trained again
     again = load_file(str(cut / 'final' / 'model.safetensors'))
     for k in final: assert torch.equal(final[k], again[k]), k
+
+
+def test_resume_to_more_steps(tmp_path):
+    "A finished run resumed with a larger --steps goes on under the new schedule (every optimizer has several param groups)."
+    kw = FAST | dict(threads=1, save_every=2)
+    out = tmp_path / 'run'
+    assert quiet_threads(lambda: pretrain_cli(**kw, steps=2, out=str(out))) == 0
+    assert quiet_threads(lambda: pretrain_cli(**kw, steps=4, out=str(out), resume=True)) == 0
+    log = read_log(out / 'log.jsonl')
+    assert [r['step'] for r in log][-2:] == [3, 4]
+    assert (out / 'checkpoint-4').is_dir() and json.loads((out / 'metrics.json').read_text())['steps'] == 4

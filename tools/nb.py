@@ -2,7 +2,9 @@
 
     python tools/nb.py py2nb SRC.py NB.ipynb      # build a notebook (no outputs) from a percent script
     python tools/nb.py nb2py NB.ipynb SRC.py      # dump a notebook's cells as a percent script
-    python tools/nb.py run NB.ipynb [--timeout S] # execute in place (outputs kept, as nbdev's docs want), then nbdev-clean
+    python tools/nb.py run NB.ipynb [--timeout S] [--with-cuda] # execute in place (outputs kept, as nbdev's docs want), then nbdev-clean
+
+`run` leaves `#| cuda` cells alone unless --with-cuda is given: they keep the outputs committed from a GPU run.
 
 Percent format: a line `# %%` starts a code cell, `# %% [markdown]` a markdown cell whose lines are
 prefixed with `# `. nbdev directives (`#| export`) stay inside code cells as usual.
@@ -43,11 +45,23 @@ def nb2py(src, dst):
         out.append('')
     Path(dst).write_text('\n'.join(out))
 
-def run(nb_path, timeout=600):
+def _flags(source):
+    "nbdev directives of a cell, e.g. {'cuda', 'export'}."
+    return {l.strip()[3:].strip().split()[0] for l in source.splitlines() if l.strip().startswith('#|') and l.strip()[3:].strip()}
+
+def run(nb_path, timeout=600, with_cuda=False):
     from nbclient import NotebookClient
     nb = nbformat.read(nb_path, as_version=4)
+    kept = {}
+    if not with_cuda:  # a GPU cell's outputs come from a real GPU run: keep them, do not run the cell here
+        for i, c in enumerate(nb.cells):
+            if c.cell_type == 'code' and 'cuda' in _flags(c.source):
+                kept[i] = (c.source, c.outputs, c.get('execution_count'))
+                c.source, c.outputs = 'pass  # a #| cuda cell: not run here (tools/nb.py run --with-cuda runs it)', []
     NotebookClient(nb, timeout=timeout, kernel_name='python3',
                    resources={'metadata': {'path': str(Path(nb_path).parent)}}).execute()
+    for i, (src, outs, n) in kept.items():
+        nb.cells[i].source, nb.cells[i].outputs, nb.cells[i].execution_count = src, outs, n
     nbformat.write(nb, nb_path)
     subprocess.run([str(Path(sys.executable).parent/'nbdev-clean'), '--fname', str(nb_path)], check=True)
 
@@ -57,5 +71,5 @@ if __name__ == '__main__':
     elif cmd == 'nb2py': nb2py(*args)
     elif cmd == 'run':
         t = int(args[args.index('--timeout')+1]) if '--timeout' in args else 600
-        run(args[0], t)
+        run(args[0], t, with_cuda='--with-cuda' in args)
     else: sys.exit(__doc__)
