@@ -14,10 +14,11 @@ from .cli import (DemoConfig, StageClock, demo_pretrain, demo_vqa, demo_nlvr2, d
 from .processing import PixelBertProcessor
 
 # %% auto #0
-__all__ = ['ABLATIONS', 'PAPER_ABLATION', 'run_ablation', 'ablation_table']
+__all__ = ['ABLATION_BASE', 'ABLATIONS', 'PAPER_ABLATION', 'run_ablation', 'ablation_table']
 
 # %% ../nbs/17_ablations.ipynb #68f3c5f2
-ABLATIONS = {  # variant -> (the paper's row name, what changes in the demo's `DemoConfig`)
+ABLATION_BASE = dict(num_sampled_pixels=32, vqa_lr=1e-3)  # the demo's settings when these rows were measured (the paper's sampling)
+ABLATIONS = {  # variant -> (the paper's row name, what changes in `DemoConfig(**ABLATION_BASE)`)
     'none': ('no pre-training', dict(pretrain_steps=0)),
     'itm': ('ITM only', dict(pretrain_tasks='itm')),
     'mlm': ('MLM only', dict(pretrain_tasks='mlm')),
@@ -42,7 +43,7 @@ def run_ablation(variant:str, # a key of `ABLATIONS`
     from pixelbert.attention import pointing_game, grounding_samples
     if variant not in ABLATIONS: raise ValueError(f"unknown ablation {variant!r}; choose one of {list(ABLATIONS)}")
     label, change = ABLATIONS[variant]
-    cfg = DemoConfig.quick(**change) if quick else DemoConfig(**change)
+    cfg = DemoConfig.quick(**(ABLATION_BASE | change)) if quick else DemoConfig(**(ABLATION_BASE | change))
     out, dev = Path(out), resolve_device(device)
     prec = resolve_precision(precision, dev)
     for d in ('pretrain', 'vqa', 'nlvr2', 'retrieval'):  # a previous run of this variant (the CNN in backbone/ is kept)

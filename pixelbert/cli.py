@@ -540,7 +540,7 @@ class DemoConfig:
     pretrain_warmup:float=0.05 # warm-up, a fraction of the run
     pretrain_decay_at:tuple=(0.8,) # fractions of the run where the learning rates drop 10x
     itm_hard_negatives:float=0.0 # share of ITM negatives that are false captions of the image itself
-    num_sampled_pixels:int=32 # k pixels per image in pre-training (of 64 on a 128x128 image)
+    num_sampled_pixels:int|None=None # k pixels per image in pre-training (None: all 64 of a 128x128 image; chapter 17, "Minimal pairs": k=32 costs colour binding here)
     mlm_probability:float=0.15 # share of caption tokens masked
     pretrain_tasks:str='mlm+itm' # 'mlm+itm', or one alone: 'mlm' or 'itm' (the paper's ablation; see chapter 17)
     # fine-tuning: small labelled sets
@@ -548,7 +548,7 @@ class DemoConfig:
     vqa_images:int=1000 # VQA training images, 3 questions each
     vqa_steps:int=250 # the budget of each of the three VQA runs
     vqa_batch:int=32
-    vqa_lr:float=1e-3
+    vqa_lr:float=3e-4 # (1e-3 kept colour at the prior even after all-pixel pre-training: chapter 17)
     vqa_backbone_lr:float=1e-2
     nlvr2_pairs:int=2000 # NLVR2 training pairs
     nlvr2_steps:int=200
