@@ -58,12 +58,13 @@ def check_text_ids(
     if t > max_positions:
         raise ValueError(f"text of {t} tokens is longer than the position table ({max_positions} positions); "
                          f"truncate it (tokenizer max_length) or use a config with a larger max_position_embeddings")
+    if token_type_ids is not None and token_type_ids.shape != input_ids.shape:
+        raise ValueError(f"token_type_ids {tuple(token_type_ids.shape)} must have the shape of input_ids {tuple(input_ids.shape)}")
+    if torch.compiler.is_compiling(): return  # the value checks below read numbers back from the device: each would split a compiled graph
     lo, hi = int(input_ids.min()), int(input_ids.max())
     if lo < 0 or hi >= vocab_size: raise ValueError(f"token ids must lie in [0, {vocab_size}); got ids from {lo} to {hi} "
                                                     f"(does the tokenizer match the config's vocab_size?)")
     if token_type_ids is not None:
-        if token_type_ids.shape != input_ids.shape:
-            raise ValueError(f"token_type_ids {tuple(token_type_ids.shape)} must have the shape of input_ids {tuple(input_ids.shape)}")
         if int(token_type_ids.min()) < 0 or int(token_type_ids.max()) >= type_vocab_size:
             raise ValueError(f"token_type_ids must lie in [0, {type_vocab_size})")
 

@@ -231,6 +231,7 @@ def check_pixel_inputs(
         raise ValueError(f"batch size mismatch: pixel_values has {b} images, pixel_mask has {pixel_mask.shape[0]}")
     if tuple(pixel_mask.shape[1:]) != (H, W):
         raise ValueError(f"pixel_mask size {tuple(pixel_mask.shape[1:])} does not match the image size {(H, W)}")
+    if torch.compiler.is_compiling(): return pixel_mask.long()  # value checks read numbers back from the device: each would split a compiled graph
     if not ((pixel_mask == 0) | (pixel_mask == 1)).all(): raise ValueError("pixel_mask must hold only 0 (padding) and 1 (real pixel)")
     empty = (~pixel_mask.bool().flatten(1).any(1)).nonzero().flatten().tolist()
     if empty: raise ValueError(f"images {empty} of the batch have no real pixel (pixel_mask all 0)")

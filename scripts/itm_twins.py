@@ -6,8 +6,8 @@ Each held-out caption of the synthetic world (`SynthCaptions('test')`) has up to
 shape, size, count or relation changed. `pixelbert.pretraining.evaluate_twins` puts the caption and each twin on the
 caption's image and counts how often the ITM head gives the true caption the higher match probability, per kind of
 edit (chance 0.5, a tie counting half). The same is measured for an untrained model of the same configuration, the
-floor. The kept demo's demo_results/metrics.json predates this measurement; `pixelbert-demo` now reports it as
-`pretrain.itm_twins`.
+floor. `pixelbert-demo` reports it too, as `pretrain.itm_twins`; the demo's k=32 run kept in demo_results/k32_run/
+predates that, so its figures (demo_results/itm_twins.json) come from this script.
 """
 import argparse, json, time
 from pathlib import Path
