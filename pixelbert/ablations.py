@@ -43,7 +43,7 @@ def run_ablation(variant:str, # a key of `ABLATIONS`
     from pixelbert.attention import pointing_game, grounding_samples
     if variant not in ABLATIONS: raise ValueError(f"unknown ablation {variant!r}; choose one of {list(ABLATIONS)}")
     label, change = ABLATIONS[variant]
-    cfg = DemoConfig.quick(**(ABLATION_BASE | change)) if quick else DemoConfig(**(ABLATION_BASE | change))
+    cfg = (DemoConfig.quick if quick else DemoConfig)(**(ABLATION_BASE | change))
     out, dev = Path(out), resolve_device(device)
     prec = resolve_precision(precision, dev)
     for d in ('pretrain', 'vqa', 'nlvr2', 'retrieval'):  # a previous run of this variant (the CNN in backbone/ is kept)

@@ -12,7 +12,7 @@ DEVICE=${DEVICE:-cuda}
 OUT=${OUT:-runs/gpu_session}; mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false MPLBACKEND=Agg
 SP=$(ls -d "$PWD"/.venv/lib/python3*/site-packages 2>/dev/null | head -1)
-python3 -c 'import fastcore' 2>/dev/null || export PYTHONPATH="$PWD:$SP${PYTHONPATH:+:$PYTHONPATH}"
+python3 -c 'import fastcore' 2>/dev/null || PYTHONPATH="$SP${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 t0=$(date +%s); el() { echo "[$(( $(date +%s) - t0 )) s] $*"; }
 { nvidia-smi; python3 -c 'import sys, torch, torchvision, transformers, fastcore; print(sys.version); print("torch", torch.__version__, "cuda", torch.version.cuda, "torchvision", torchvision.__version__, "transformers", transformers.__version__, "fastcore", fastcore.__version__); print(torch.cuda.get_device_name(0), torch.cuda.get_device_properties(0))'; nproc; free -g; } > "$OUT/env.txt" 2>&1
