@@ -259,9 +259,9 @@ def finetune_task(task:str, # vqa, nlvr2 or retrieval
         from pixelbert.retrieval import finetune_retrieval
         out.mkdir(parents=True, exist_ok=True)
         model.to(device)
-        with autocast(device, precision):
-            hist = finetune_retrieval(model, train, processor, steps=steps, batch_size=batch_size, lr=lr, warmup=warmup,
-                                      seed=seed, log_every=log_every, device=device, progress=progress)
+        # bf16 autocast of the forward pass only: wrapping backward and the optimizer step as well froze training here
+        hist = finetune_retrieval(model, train, processor, steps=steps, batch_size=batch_size, lr=lr, warmup=warmup,
+                                  seed=seed, log_every=log_every, device=device, progress=progress, precision=precision)
         log = [dict(step=h['step'] + 1, loss=h['loss'], rank_loss=h['rank_loss'], dual_loss=h['dual_loss'],
                     rank_accuracy=h['acc']) for h in hist]
         (out/'log.jsonl').write_text(''.join(json.dumps(r) + '\n' for r in log))

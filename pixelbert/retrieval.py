@@ -122,9 +122,14 @@ def pool_pairs(pool:RetrievalPool) -> list:
 
 def finetune_retrieval(model:PixelBertForRetrieval, pool:RetrievalPool, processor, steps:int=100, batch_size:int=24,
                        n_neg:int=20, n_hard:int=5, lr:float=1e-4, warmup:float=0.1, dual_weight:float=1.0, seed:int=0,
-                       log_every:int=10, device=None, progress:bool=False) -> list:
+                       log_every:int=10, device=None, progress:bool=False,
+                       precision:str='fp32', # 'bf16': bfloat16 autocast of the forward pass only (backward and step stay outside)
+                      ) -> list:
     "Fine-tune for retrieval on the pairs of `pool`; returns the logged history (step, loss, rank_loss, dual_loss, acc)."
-    device = device or next(model.parameters()).device
+    device = torch.device(device or next(model.parameters()).device)
+    if precision not in ('fp32', 'bf16'): raise ValueError(f"precision must be fp32 or bf16, got {precision!r}")
+    if torch.is_autocast_enabled(device.type):  # one autocast around many steps keeps its bf16 weight copies: see below
+        raise RuntimeError("finetune_retrieval was called inside torch.autocast; call it outside and pass precision='bf16'")
     pairs, g = pool_pairs(pool), torch.Generator().manual_seed(seed)
     n_neg = min(n_neg, batch_size - 1); n_hard = min(n_hard, n_neg)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=0.01)
@@ -143,8 +148,9 @@ def finetune_retrieval(model:PixelBertForRetrieval, pool:RetrievalPool, processo
             if i not in seen: seen.add(i); keep.append(k)
         batch = processor(images=[imgs[k] for k in keep], text=[caps[k] for k in keep], return_tensors="pt")
         batch = {k: v.to(device) for k, v in batch.items() if torch.is_tensor(v)}
-        out = retrieval_step(model, batch, n_neg=min(n_neg, len(keep) - 1), n_hard=min(n_hard, len(keep) - 1),
-                             dual_weight=dual_weight, generator=g)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == 'bf16'):
+            out = retrieval_step(model, batch, n_neg=min(n_neg, len(keep) - 1), n_hard=min(n_hard, len(keep) - 1),
+                                 dual_weight=dual_weight, generator=g)
         opt.zero_grad(set_to_none=True); out.loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0); opt.step(); sched.step()
         if step % log_every == 0 or step == steps - 1:
