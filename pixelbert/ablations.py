@@ -17,7 +17,7 @@ from .processing import PixelBertProcessor
 __all__ = ['ABLATION_BASE', 'ABLATIONS', 'PAPER_ABLATION', 'run_ablation', 'ablation_table']
 
 # %% ../nbs/17_ablations.ipynb #68f3c5f2
-ABLATION_BASE = dict(num_sampled_pixels=32, vqa_lr=1e-3)  # the demo's settings when these rows were measured (the paper's sampling)
+ABLATION_BASE = dict(num_sampled_pixels=32, vqa_lr=1e-3, pretrain_steps=1000, retrieval_steps=60)  # the demo's settings when these rows were measured (the paper's sampling)
 ABLATIONS = {  # variant -> (the paper's row name, what changes in `DemoConfig(**ABLATION_BASE)`)
     'none': ('no pre-training', dict(pretrain_steps=0)),
     'itm': ('ITM only', dict(pretrain_tasks='itm')),

@@ -89,31 +89,38 @@ def _repeat_rows(x, idx):
     return x[idx.reshape(-1)]
 
 def retrieval_step(model:PixelBertForRetrieval, batch:dict, n_neg:int=20, n_hard:int=5, dual_weight:float=1.0,
-                   generator:torch.Generator=None) -> RetrievalOutput:
+                   generator:torch.Generator=None,
+                   both_directions:bool=False, # also rank each caption's image against n_neg random images (5 hardest)
+                  ) -> RetrievalOutput:
     "One fine-tuning step's losses on a batch of matched pairs (paper: 20 random negatives, 5 hardest back-propagated)."
     ids, am = batch["input_ids"], batch["attention_mask"]
     tt = batch.get("token_type_ids")
     vis = model.encode_image(batch["pixel_values"], batch.get("pixel_mask"))
     feats, fmask = vis.features, vis.mask
-    b = len(ids)
-    negs = sample_negatives(b, n_neg, generator).to(ids.device)                      # (b, n_neg) caption indices
-    img = torch.arange(b, device=ids.device)[:, None].expand_as(negs)                 # (b, n_neg) image indices
-    with torch.no_grad():                                                             # score all negatives, no graph
-        s = model.pair_scores(_repeat_rows(ids, negs), _repeat_rows(am, negs), feats.detach()[img.reshape(-1)],
-                              fmask[img.reshape(-1)], None if tt is None else _repeat_rows(tt, negs))
-    hard = negs.gather(1, rearrange(s, '(b m) -> b m', b=b).topk(n_hard, dim=1).indices)  # (b, n_hard)
-    himg = torch.arange(b, device=ids.device)[:, None].expand_as(hard)
-    cap = torch.cat([torch.arange(b, device=ids.device), hard.reshape(-1)])
-    im = torch.cat([torch.arange(b, device=ids.device), himg.reshape(-1)])
-    scores = model.pair_scores(ids[cap], am[cap], feats[im], fmask[im], None if tt is None else tt[cap])
-    pos, neg = scores[:b], rearrange(scores[b:], '(b m) -> b m', b=b)
-    lr = rank_loss(pos, neg)
+    b, dev = len(ids), ids.device
+    ar = torch.arange(b, device=dev)
+    def score(cap, img):  # cross-encoder scores of the pairs (caption cap[k], image img[k])
+        return model.pair_scores(ids[cap], am[cap], feats[img], fmask[img], None if tt is None else tt[cap])
+    def hardest(negs, negatives_are_captions:bool):  # (b, n_neg) indices -> the n_hard highest-scoring, (b, n_hard)
+        rows = ar[:, None].expand_as(negs)
+        cap, img = (negs, rows) if negatives_are_captions else (rows, negs)
+        with torch.no_grad(): s = score(cap.reshape(-1), img.reshape(-1))      # score all negatives, no graph
+        return negs.gather(1, rearrange(s, '(b m) -> b m', b=b).topk(n_hard, dim=1).indices)
+    own = ar.repeat_interleave(n_hard)
+    hard_caps = hardest(sample_negatives(b, n_neg, generator).to(dev), True)    # captions that are not image i's
+    cap, img = [ar, hard_caps.reshape(-1)], [ar, own]
+    if both_directions:
+        hard_imgs = hardest(sample_negatives(b, n_neg, generator).to(dev), False)  # images that are not caption i's
+        cap.append(own); img.append(hard_imgs.reshape(-1))
+    scores = score(torch.cat(cap), torch.cat(img))
+    pos, neg = scores[:b], rearrange(scores[b:], '(d b m) -> d b m', b=b, m=n_hard)  # d: one or two directions
+    lr = sum(rank_loss(pos, n) for n in neg) / len(neg)
     t, v = model.text_embedding(ids, am, tt), model.image_embedding(feats, fmask)
     sim = model.logit_scale.exp().clamp(max=100) * v @ t.T                           # (images, texts)
-    target = torch.arange(b, device=ids.device)
-    ld = (F.cross_entropy(sim, target) + F.cross_entropy(sim.T, target)) / 2
-    acc = (pos[:, None] > neg).all(1).float().mean()
+    ld = (F.cross_entropy(sim, ar) + F.cross_entropy(sim.T, ar)) / 2
+    acc = (pos[None, :, None] > neg).all(2).all(0).float().mean()
     return RetrievalOutput(lr + dual_weight * ld, lr.detach(), ld.detach(), acc)
+
 
 # %% ../nbs/13_retrieval.ipynb #77146f1c
 def pool_pairs(pool:RetrievalPool) -> list:
@@ -123,6 +130,7 @@ def pool_pairs(pool:RetrievalPool) -> list:
 def finetune_retrieval(model:PixelBertForRetrieval, pool:RetrievalPool, processor, steps:int=100, batch_size:int=24,
                        n_neg:int=20, n_hard:int=5, lr:float=1e-4, warmup:float=0.1, dual_weight:float=1.0, seed:int=0,
                        log_every:int=10, device=None, progress:bool=False,
+                       both_directions:bool=False, # rank images for each caption too (see `retrieval_step`)
                        precision:str='fp32', # 'bf16': bfloat16 autocast of the forward pass only (backward and step stay outside)
                       ) -> list:
     "Fine-tune for retrieval on the pairs of `pool`; returns the logged history (step, loss, rank_loss, dual_loss, acc)."
@@ -150,7 +158,7 @@ def finetune_retrieval(model:PixelBertForRetrieval, pool:RetrievalPool, processo
         batch = {k: v.to(device) for k, v in batch.items() if torch.is_tensor(v)}
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == 'bf16'):
             out = retrieval_step(model, batch, n_neg=min(n_neg, len(keep) - 1), n_hard=min(n_hard, len(keep) - 1),
-                                 dual_weight=dual_weight, generator=g)
+                                 dual_weight=dual_weight, generator=g, both_directions=both_directions)
         opt.zero_grad(set_to_none=True); out.loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0); opt.step(); sched.step()
         if step % log_every == 0 or step == steps - 1:
