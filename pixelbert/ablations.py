@@ -14,10 +14,12 @@ from .cli import (DemoConfig, StageClock, demo_pretrain, demo_vqa, demo_nlvr2, d
 from .processing import PixelBertProcessor
 
 # %% auto #0
-__all__ = ['ABLATION_BASE', 'ABLATIONS', 'PAPER_ABLATION', 'run_ablation', 'ablation_table']
+__all__ = ['ABLATION_BASE', 'ABLATION_STEPS', 'ABLATIONS', 'PAPER_ABLATION', 'ablation_config', 'run_ablation', 'ablation_table',
+           'rerun_retrieval']
 
 # %% ../nbs/17_ablations.ipynb #68f3c5f2
-ABLATION_BASE = dict(num_sampled_pixels=32, vqa_lr=1e-3, pretrain_steps=1000, retrieval_steps=60)  # the demo's settings when these rows were measured (the paper's sampling)
+ABLATION_BASE = dict(num_sampled_pixels=32, vqa_lr=1e-3)  # the demo's settings when these rows were measured (the paper's sampling)
+ABLATION_STEPS = dict(pretrain_steps=1000, retrieval_steps=60)  # ... and its budgets then (full runs only: `quick` keeps its own)
 ABLATIONS = {  # variant -> (the paper's row name, what changes in `DemoConfig(**ABLATION_BASE)`)
     'none': ('no pre-training', dict(pretrain_steps=0)),
     'itm': ('ITM only', dict(pretrain_tasks='itm')),
@@ -32,6 +34,14 @@ PAPER_ABLATION = {  # ResNet-50, the paper's ablation: VQA test-dev, TR@1, IR@1,
     'all_pixels': dict(vqa=70.84, tr_r1=72.0, ir_r1=57.7, nlvr2=71.3),
     'full': dict(vqa=71.35, tr_r1=75.7, ir_r1=59.8, nlvr2=71.7),
 }
+def ablation_config(variant:str, # a key of `ABLATIONS`
+                    quick:bool=False, # `DemoConfig.quick()` sizes
+                   ) -> DemoConfig:
+    "The demo's configuration for one ablation row: `ABLATION_BASE`, the budgets of the time (full runs), the row's change."
+    if variant not in ABLATIONS: raise ValueError(f"unknown ablation {variant!r}; choose one of {list(ABLATIONS)}")
+    change = ABLATIONS[variant][1]
+    return DemoConfig.quick(**(ABLATION_BASE | change)) if quick else DemoConfig(**(ABLATION_BASE | ABLATION_STEPS | change))
+
 
 # %% ../nbs/17_ablations.ipynb #6a75fa22
 def run_ablation(variant:str, # a key of `ABLATIONS`
@@ -41,9 +51,8 @@ def run_ablation(variant:str, # a key of `ABLATIONS`
                 ) -> dict:
     "The demo's pipeline with one change: pre-train (or not), fine-tune VQA, NLVR2, retrieval; point; write result.json."
     from pixelbert.attention import pointing_game, grounding_samples
-    if variant not in ABLATIONS: raise ValueError(f"unknown ablation {variant!r}; choose one of {list(ABLATIONS)}")
+    cfg = ablation_config(variant, quick)
     label, change = ABLATIONS[variant]
-    cfg = (DemoConfig.quick if quick else DemoConfig)(**(ABLATION_BASE | change))
     out, dev = Path(out), resolve_device(device)
     prec = resolve_precision(precision, dev)
     for d in ('pretrain', 'vqa', 'nlvr2', 'retrieval'):  # a previous run of this variant (the CNN in backbone/ is kept)
@@ -86,3 +95,29 @@ def ablation_table(results:dict, # variant -> `run_ablation`'s result
                     f"{pct(g[best])} ({best.replace('_', ' ')}; chance {pct(g['chance'])}) | "
                     f"{p['vqa']:.2f} / {p['tr_r1']:.1f} / {p['ir_r1']:.1f} / {p['nlvr2']:.1f} |")
     return '\n'.join(rows)
+
+# %% ../nbs/17_ablations.ipynb #40e1891a
+def rerun_retrieval(variant:str, # a key of `ABLATIONS`, already run into `out`
+                    out, # the variant's folder (result.json, pretrain/final/ or backbone/)
+                    quick:bool=False, device:str='auto', precision:str='auto', progress:bool=False,
+                   ) -> dict:
+    "Redo the retrieval stage of a finished variant from its saved pre-trained model; update and return result.json."
+    import datetime
+    from pixelbert.pretraining import PixelBertForPreTraining
+    cfg, out = ablation_config(variant, quick), Path(out)
+    if not (out/'result.json').exists(): raise FileNotFoundError(f"{out/'result.json'}: run the variant first (run_ablation)")
+    res = json.loads((out/'result.json').read_text())
+    dev = resolve_device(device); prec = resolve_precision(precision, dev)
+    processor, clock = PixelBertProcessor.from_preset(cfg.preset), StageClock()
+    if cfg.pretrain_steps > 0:
+        if not (out/'pretrain'/'final').exists(): raise FileNotFoundError(f"{out/'pretrain'/'final'}: no pre-trained model to start from")
+        pre = PixelBertForPreTraining.from_pretrained(out/'pretrain'/'final').to(dev)
+    else: pre = demo_pretrain(cfg, processor, out, dev, prec, progress)[0]  # the start model: backbone/ + a fresh transformer
+    if (out/'retrieval').exists(): shutil.rmtree(out/'retrieval')
+    with clock('retrieval'): ret = demo_retrieval(cfg, pre, processor, out, dev, prec, progress)['eval']
+    res['retrieval'] = {k: round(float(ret[k]), 4) for k in ('tr_r1', 'tr_r5', 'tr_r10', 'ir_r1', 'ir_r5', 'ir_r10')}
+    res.setdefault('stages', {})['retrieval'] = clock.stages['retrieval']
+    res['retrieval_rerun'] = datetime.date.today().isoformat()
+    (out/'result.json').write_text(json.dumps(res, indent=1) + '\n')
+    return res
+

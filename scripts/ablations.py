@@ -3,6 +3,7 @@
     python scripts/ablations.py --out runs/ablations --backbone-from runs/demo/backbone     # every variant
     python scripts/ablations.py --out runs/ablations --variants itm,mlm                      # some of them
     python scripts/ablations.py --out runs/ablations --table nbs/ablation_results/results.json  # collect + print
+    python scripts/ablations.py --out runs/ablations --rerun-retrieval                       # only the retrieval stage again
 
 Each variant is the demo's pipeline (`pixelbert.cli.DemoConfig`, the README's main job) with one thing changed;
 see `pixelbert.ablations.ABLATIONS`. `--backbone-from` starts every variant from the same tag-trained CNN (a
@@ -28,13 +29,14 @@ def nlvr2_shares(csv, quick:bool) -> dict:
 
 
 def main(argv=None):
-    from pixelbert.ablations import ABLATIONS, run_ablation, ablation_table
+    from pixelbert.ablations import ABLATIONS, run_ablation, ablation_table, rerun_retrieval
     ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('--out', default='runs/ablations', help='one folder per variant inside (default: runs/ablations)')
     ap.add_argument('--variants', default=','.join(ABLATIONS), help=f"comma-separated, of {', '.join(ABLATIONS)}")
     ap.add_argument('--backbone-from', default=None, help="a demo run's backbone/ folder to start every variant from")
     ap.add_argument('--quick', action='store_true', help='DemoConfig.quick(): every stage on tiny data (a smoke test)')
     ap.add_argument('--threads', type=int, default=None, help='torch threads (default: as torch chooses)')
+    ap.add_argument('--rerun-retrieval', action='store_true', help="redo only the retrieval stage of finished variants, from their saved pre-trained models")
     ap.add_argument('--table', default=None, help='collect the variants found in --out into this JSON file and print the table')
     a = ap.parse_args(argv)
     if a.threads: torch.set_num_threads(a.threads)
@@ -52,7 +54,7 @@ def main(argv=None):
         if a.backbone_from:
             dst = out/v/'backbone'
             if not dst.exists(): shutil.copytree(a.backbone_from, dst)
-        res = run_ablation(v, out/v, quick=a.quick)
+        res = (rerun_retrieval if a.rerun_retrieval else run_ablation)(v, out/v, quick=a.quick)
         print(json.dumps({k: res[k] for k in ('variant', 'seconds', 'pretrain', 'vqa', 'nlvr2', 'retrieval', 'grounding')}), flush=True)
 
 

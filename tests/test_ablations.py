@@ -16,3 +16,13 @@ def test_no_pretraining_and_itm_only(tmp_path):
         assert json.loads((tmp_path/r['variant']/'result.json').read_text())['label'] == ABLATIONS[r['variant']][0]
     table = ablation_table({'none': none, 'itm': itm})
     assert table.count('\n') == 3 and '| no pre-training |' in table and '| ITM only |' in table
+    # scripts/ablations.py --rerun-retrieval redoes only the retrieval stage, from the saved models ('none': the start model)
+    import importlib.util
+    from pathlib import Path
+    spec = importlib.util.spec_from_file_location('ablations_script', Path(__file__).parents[1]/'scripts'/'ablations.py')
+    script = importlib.util.module_from_spec(spec); spec.loader.exec_module(script)
+    script.main(['--out', str(tmp_path), '--variants', 'none,itm', '--quick', '--rerun-retrieval'])
+    for r in (none, itm):
+        again = json.loads((tmp_path/r['variant']/'result.json').read_text())
+        assert again['retrieval_rerun'] and {k: v for k, v in again.items() if k not in ('retrieval', 'stages', 'retrieval_rerun')} \
+            == {k: v for k, v in r.items() if k not in ('retrieval', 'stages')}
