@@ -260,7 +260,8 @@ def finetune_task(task:str, # vqa, nlvr2 or retrieval
         from pixelbert.retrieval import finetune_retrieval
         out.mkdir(parents=True, exist_ok=True)
         model.to(device)
-        # bf16 autocast of the forward pass only: wrapping backward and the optimizer step as well froze training here
+        # bf16 autocast per forward pass, inside: one autocast around the whole loop kept the first step's bf16 weights
+        # (autocast caches them until the outermost region exits), and training stood still (chapter 13)
         hist = finetune_retrieval(model, train, processor, steps=steps, batch_size=batch_size, lr=lr, warmup=warmup,
                                   seed=seed, log_every=log_every, device=device, progress=progress, precision=precision,
                                   both_directions=both_directions)
