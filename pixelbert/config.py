@@ -24,6 +24,7 @@ class PixelBertConfig(PretrainedConfig):
         hidden_act:str="gelu", # feed-forward activation
         hidden_dropout_prob:float=0.1, # dropout on hidden states
         attention_probs_dropout_prob:float=0.1, # dropout on attention probabilities
+        attention_kernel:str="auto", # 'fused' (F.scaled_dot_product_attention), 'explicit' (softmax(q k^T) v written out) or 'auto' (explicit for short sequences on the CPU, where it is faster: chapter 6)
         max_position_embeddings:int=512, # text position table size
         type_vocab_size:int=2, # token-type table size (BERT's segment embeddings)
         initializer_range:float=0.02, # std of the normal initialisation
@@ -45,6 +46,9 @@ class PixelBertConfig(PretrainedConfig):
         self.vocab_size,self.hidden_size,self.num_hidden_layers = vocab_size,hidden_size,num_hidden_layers
         self.num_attention_heads,self.intermediate_size,self.hidden_act = num_attention_heads,intermediate_size,hidden_act
         self.hidden_dropout_prob,self.attention_probs_dropout_prob = hidden_dropout_prob,attention_probs_dropout_prob
+        if attention_kernel not in ('auto', 'fused', 'explicit'):
+            raise ValueError(f"attention_kernel must be 'auto', 'fused' or 'explicit'; got {attention_kernel!r}")
+        self.attention_kernel = attention_kernel
         self.max_position_embeddings,self.type_vocab_size = max_position_embeddings,type_vocab_size
         self.initializer_range,self.layer_norm_eps = initializer_range,layer_norm_eps
         self.backbone,self.backbone_weights,self.freeze_backbone_bn = backbone,backbone_weights,freeze_backbone_bn

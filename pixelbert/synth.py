@@ -462,7 +462,7 @@ def scene_captions(scene:Scene, rng:np.random.Generator, n:int=5, k_false:int=3)
         tpl = int(rng.integers(len(CAPTION_TEMPLATES[form[0]])))
         text = caption_text(form, tpl)
         if text in seen: continue
-        negs = false_captions(form, tpl, scene, rng, k_false)
+        negs = false_captions(form, tpl, scene, rng, k_false) if k_false else []  # 0: no twins, and no time spent on them
         if k_false and not negs: continue  # e.g. "a cross" when every other shape is present: no false twin, skip
         seen.add(text)
         out.append((text, negs, form_target(form, scene)))
@@ -486,7 +486,7 @@ class SynthCaptions(Dataset):
                  seed:int=0, # world seed
                  captions_per_image:int=5, # captions per scene (COCO has 5)
                  image_size:int=128, # side of the rendered images
-                 negatives_per_caption:int=3, # false captions kept per caption
+                 negatives_per_caption:int=3, # false captions kept per caption (0: none, and no time spent finding them)
                  ):
         self.split, self.seed, self.image_size = split, seed, image_size
         self.captions_per_image, self.negatives_per_caption = captions_per_image, negatives_per_caption

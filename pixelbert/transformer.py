@@ -17,8 +17,8 @@ from transformers.activations import ACT2FN
 from transformers.utils import ModelOutput
 
 # %% auto #0
-__all__ = ['padding_bias', 'attention', 'MultiHeadAttention', 'AddNorm', 'Intermediate', 'AttentionBlock', 'TransformerLayer',
-           'EncoderOutput', 'TransformerEncoder']
+__all__ = ['EXPLICIT_MAX_TOKENS', 'padding_bias', 'attention', 'explicit_kernel', 'MultiHeadAttention', 'AddNorm', 'Intermediate',
+           'AttentionBlock', 'TransformerLayer', 'EncoderOutput', 'TransformerEncoder']
 
 # %% ../nbs/06_transformer.ipynb #e12ec338
 def padding_bias(
@@ -37,15 +37,28 @@ def attention(
     bias:Tensor|None=None, # additive bias broadcastable to (b,h,n,n), e.g. `padding_bias`
     dropout_p:float=0.0, # dropout on the attention probabilities (0 in eval)
 ) -> tuple[Tensor, Tensor]: # output (b,h,n,e) and probabilities (b,h,n,n), the latter before dropout
-    "Scaled dot-product attention written out: softmax(q kᵀ/√e + bias) v."
+    "Scaled dot-product attention written out: softmax(q kᵀ/√e + bias) v, the softmax in float32."
     scores = q @ rearrange(k, 'b h n e -> b h e n') * q.shape[-1] ** -0.5
     if bias is not None: scores = scores + bias
-    probs = scores.softmax(-1)
+    probs = scores.float().softmax(-1).to(q.dtype)  # bfloat16 scores, float32 softmax: as autocast does on a GPU
     return F.dropout(probs, dropout_p, training=dropout_p > 0) @ v, probs
+
+# %% ../nbs/06_transformer.ipynb #c34b80c3
+EXPLICIT_MAX_TOKENS = 160 # 'auto': the explicit path for sequences up to this long on the CPU
+
+def explicit_kernel(kernel:str, # `config.attention_kernel`: 'auto', 'fused' or 'explicit'
+                    device:torch.device, # where the attention runs
+                    n:int, # sequence length
+                   ) -> bool:
+    "Whether `MultiHeadAttention` takes the explicit path when no probabilities are asked for."
+    if kernel == 'explicit': return True
+    if kernel == 'fused': return False
+    return torch.device(device).type == 'cpu' and n <= EXPLICIT_MAX_TOKENS
+
 
 # %% ../nbs/06_transformer.ipynb #a0adec51
 class MultiHeadAttention(nn.Module):
-    "Multi-head self-attention: project to h heads, attend (fused SDPA, or explicit when probabilities are wanted), merge heads."
+    "Multi-head self-attention: project to h heads, attend (fused SDPA, or explicit: see `explicit_kernel`), merge heads."
     def __init__(self,
         config, # `PixelBertConfig` (hidden_size, num_attention_heads, attention_probs_dropout_prob)
     ):
@@ -54,6 +67,7 @@ class MultiHeadAttention(nn.Module):
         if d % self.heads: raise ValueError(f"hidden_size ({d}) must be divisible by num_attention_heads ({self.heads})")
         self.query, self.key, self.value = nn.Linear(d, d), nn.Linear(d, d), nn.Linear(d, d)
         self.dropout_p = config.attention_probs_dropout_prob
+        self.kernel = getattr(config, 'attention_kernel', 'auto')
 
     def forward(self,
         x:Tensor, # (b,n,d) hidden states
@@ -64,9 +78,9 @@ class MultiHeadAttention(nn.Module):
         q, k, v = (rearrange(f(x), 'b n (h e) -> b h n e', h=self.heads) for f in (self.query, self.key, self.value))
         bias = None if mask is None else padding_bias(mask, q.dtype)  # in q's dtype: works under autocast
         p = self.dropout_p if self.training else 0.0
-        if output_attentions: out, probs = attention(q, k, v, bias, p)
+        if output_attentions or explicit_kernel(self.kernel, x.device, x.shape[1]): out, probs = attention(q, k, v, bias, p)
         else: out, probs = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=p), None
-        return rearrange(out, 'b h n e -> b n (h e)'), probs
+        return rearrange(out, 'b h n e -> b n (h e)'), (probs if output_attentions else None)
 
 # %% ../nbs/06_transformer.ipynb #a9dc5f20
 class AddNorm(nn.Module):

@@ -4,11 +4,14 @@
     .venv/bin/python scripts/bench_pretrain.py                 # both parts, about 2-4 minutes on an idle 2-core CPU
     .venv/bin/python scripts/bench_pretrain.py --part tiny --steps 30 --batch-size 32 --threads 2
     .venv/bin/python scripts/bench_pretrain.py --part base --batch-sizes 1,2
+    .venv/bin/python scripts/bench_pretrain.py --part tiny --kernels fused,auto,fused,auto --pixels 0 --demo-model --precision bf16  # chapter 6's kernels, the demo's model
 
 tiny: the `Trainer` of chapter 9 on the synthetic world, exactly as `pixelbert-pretrain --preset tiny` runs it
 (same processor, collator, model and optimizers); the first `--warmup` steps are not timed. Reported: pairs per
 second (whole steps: data loading, rendering, forward, backward, optimizer), seconds per step, and the process
 CPU time per step (on a shared machine, CPU time per step is close to the idle wall time with one thread).
+`--kernels` runs the tiny part once per attention kernel named (`config.attention_kernel`, chapter 6), in this
+process one after the other, so that their ratio is measured in one run.
 
 base: `PixelBertForPreTraining` with the `base` preset (ResNet-50 + BERT-base, vocabulary 30522, random weights:
 nothing is downloaded) on images of exactly 800 x 1333 and 16-token captions, 100 sampled pixels; one full
@@ -24,7 +27,7 @@ def rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
-def tiny(a):
+def tiny(a, kernel='auto'):
     import torch
     torch.set_num_threads(a.threads)
     from pixelbert.processing import PixelBertProcessor
@@ -32,12 +35,16 @@ def tiny(a):
     from pixelbert.trainer import Trainer, TrainArgs, TRAIN_PRESETS, pretraining_data, read_log
     proc = PixelBertProcessor.from_preset('tiny')
     torch.manual_seed(0)
-    model = PixelBertForPreTraining(pretraining_config('tiny', proc.tokenizer))
+    over = dict(attention_kernel=kernel)
+    if a.pixels >= 0: over['num_sampled_pixels'] = a.pixels or None
+    if a.demo_model: over |= __import__('pixelbert.cli', fromlist=['DemoConfig']).DemoConfig().model
+    model = PixelBertForPreTraining(pretraining_config('tiny', proc.tokenizer, **over))
     data = pretraining_data('synthetic', 'train', n_images=a.n_images)
     tp = TRAIN_PRESETS['tiny']
     with tempfile.TemporaryDirectory() as out:
         args = TrainArgs(out=out, steps=a.warmup + a.steps, batch_size=a.batch_size, lr=tp['lr'], backbone_lr=tp['backbone_lr'],
-                         log_every=1, save_every=10**9, progress=False, device='cpu', num_workers=a.workers)
+                         log_every=1, save_every=10**9, progress=False, device='cpu', num_workers=a.workers,
+                         precision=a.precision)
         trainer = Trainer(model, data, PretrainingCollator(proc), args)
         c0 = time.process_time()
         trainer.fit()
@@ -45,7 +52,7 @@ def tiny(a):
         log = read_log(Path(out) / 'log.jsonl')
     timed = log[a.warmup:]
     seconds = timed[-1]['elapsed_s'] - log[a.warmup - 1]['elapsed_s'] if a.warmup else timed[-1]['elapsed_s']
-    return dict(part='tiny', threads=a.threads, workers=a.workers, batch_size=a.batch_size, timed_steps=len(timed),
+    return dict(part='tiny', kernel=kernel, precision=a.precision, pixels=a.pixels, demo_model=a.demo_model, threads=a.threads, workers=a.workers, batch_size=a.batch_size, timed_steps=len(timed),
                 pairs_per_s=round(len(timed) * a.batch_size / seconds, 2), s_per_step=round(seconds / len(timed), 3),
                 cpu_s_per_step_all_steps=round(cpu / len(log), 3), params_m=round(sum(p.numel() for p in model.parameters()) / 1e6, 2))
 
@@ -95,6 +102,10 @@ def main():
     p.add_argument('--n-images', type=int, default=2000, help='synthetic world size for tiny')
     p.add_argument('--workers', type=int, default=0, help='DataLoader workers for tiny')
     p.add_argument('--threads', type=int, default=2, help='torch CPU threads')
+    p.add_argument('--kernels', default='auto', help="tiny: attention kernels to time in turn, e.g. 'fused,auto'")
+    p.add_argument('--precision', default='auto', help="tiny: the Trainer precision: 'auto' (float32 on the CPU), 'fp32' or 'bf16' (the demo's choice on a CPU with bfloat16)")
+    p.add_argument('--pixels', type=int, default=-1, help='tiny: sampled pixels (-1: the preset, 32; 0: all 64)')
+    p.add_argument('--demo-model', action='store_true', help="tiny: the demo's model overrides (2D pixel positions, no dropout)")
     p.add_argument('--json', default=None, help='also write the results to this file')
     a = p.parse_args()
     if a.part == 'base-step':
@@ -102,7 +113,8 @@ def main():
         return
     results = []
     if a.part in ('all', 'tiny'):
-        results.append(tiny(a)); print(json.dumps(results[-1]), flush=True)
+        for kernel in a.kernels.split(','):
+            results.append(tiny(a, kernel)); print(json.dumps(results[-1]), flush=True)
     if a.part in ('all', 'base'):
         for b in [int(x) for x in a.batch_sizes.split(',')]:
             cmd = [sys.executable, __file__, '--part', 'base-step', '--batch-size', str(b), '--threads', str(a.threads)]
