@@ -604,8 +604,7 @@ def demo_pretrain(cfg:DemoConfig, processor, out:Path, device, precision:str, pr
     from pixelbert.trainer import Trainer, TrainArgs, read_log, tagged_backbone, mlm_curriculum, run_steps
     config = pretraining_config(cfg.preset, processor.tokenizer, itm_hard_negatives=cfg.itm_hard_negatives,
                                 num_sampled_pixels=cfg.num_sampled_pixels, mlm_probability=cfg.mlm_probability, **cfg.model)
-    train = SynthCaptions('train', n_images=cfg.pretrain_images, seed=cfg.seed,
-                          negatives_per_caption=3 if cfg.itm_hard_negatives > 0 else 0)  # false twins only when ITM uses them
+    train = SynthCaptions('train', n_images=cfg.pretrain_images, seed=cfg.seed)  # with false twins even when ITM does not use them: see the design notes
     torch.manual_seed(cfg.seed)
     model = PixelBertForPreTraining(config)
     if cfg.tag_steps > 0:

@@ -43,7 +43,7 @@ def attention(
     probs = scores.float().softmax(-1).to(q.dtype)  # bfloat16 scores, float32 softmax: as autocast does on a GPU
     return F.dropout(probs, dropout_p, training=dropout_p > 0) @ v, probs
 
-# %% ../nbs/06_transformer.ipynb #c34b80c3
+# %% ../nbs/06_transformer.ipynb #2833c385
 EXPLICIT_MAX_TOKENS = 160 # 'auto': the explicit path for sequences up to this long on the CPU
 
 def explicit_kernel(kernel:str, # `config.attention_kernel`: 'auto', 'fused' or 'explicit'
