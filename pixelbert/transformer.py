@@ -44,7 +44,7 @@ def attention(
     return F.dropout(probs, dropout_p, training=dropout_p > 0) @ v, probs
 
 # %% ../nbs/06_transformer.ipynb #2833c385
-EXPLICIT_MAX_TOKENS = 160 # 'auto': the explicit path for sequences up to this long on the CPU
+EXPLICIT_MAX_TOKENS = 160 # 'auto': the explicit path for sequences up to this long on the CPU, when gradients are recorded
 
 def explicit_kernel(kernel:str, # `config.attention_kernel`: 'auto', 'fused' or 'explicit'
                     device:torch.device, # where the attention runs
@@ -53,7 +53,7 @@ def explicit_kernel(kernel:str, # `config.attention_kernel`: 'auto', 'fused' or 
     "Whether `MultiHeadAttention` takes the explicit path when no probabilities are asked for."
     if kernel == 'explicit': return True
     if kernel == 'fused': return False
-    return torch.device(device).type == 'cpu' and n <= EXPLICIT_MAX_TOKENS
+    return torch.device(device).type == 'cpu' and n <= EXPLICIT_MAX_TOKENS and torch.is_grad_enabled()  # the fused backward is the slow part
 
 
 # %% ../nbs/06_transformer.ipynb #a0adec51

@@ -44,7 +44,7 @@ def tiny(a, kernel='auto'):
     with tempfile.TemporaryDirectory() as out:
         args = TrainArgs(out=out, steps=a.warmup + a.steps, batch_size=a.batch_size, lr=tp['lr'], backbone_lr=tp['backbone_lr'],
                          log_every=1, save_every=10**9, progress=False, device='cpu', num_workers=a.workers,
-                         precision=a.precision)
+                         precision=a.precision, channels_last=a.channels_last)
         trainer = Trainer(model, data, PretrainingCollator(proc), args)
         c0 = time.process_time()
         trainer.fit()
@@ -52,7 +52,7 @@ def tiny(a, kernel='auto'):
         log = read_log(Path(out) / 'log.jsonl')
     timed = log[a.warmup:]
     seconds = timed[-1]['elapsed_s'] - log[a.warmup - 1]['elapsed_s'] if a.warmup else timed[-1]['elapsed_s']
-    return dict(part='tiny', kernel=kernel, precision=a.precision, pixels=a.pixels, demo_model=a.demo_model, threads=a.threads, workers=a.workers, batch_size=a.batch_size, timed_steps=len(timed),
+    return dict(part='tiny', kernel=kernel, precision=a.precision, pixels=a.pixels, demo_model=a.demo_model, channels_last=a.channels_last, threads=a.threads, workers=a.workers, batch_size=a.batch_size, timed_steps=len(timed),
                 pairs_per_s=round(len(timed) * a.batch_size / seconds, 2), s_per_step=round(seconds / len(timed), 3),
                 cpu_s_per_step_all_steps=round(cpu / len(log), 3), params_m=round(sum(p.numel() for p in model.parameters()) / 1e6, 2))
 
@@ -105,6 +105,7 @@ def main():
     p.add_argument('--kernels', default='auto', help="tiny: attention kernels to time in turn, e.g. 'fused,auto'")
     p.add_argument('--precision', default='auto', help="tiny: the Trainer precision: 'auto' (float32 on the CPU), 'fp32' or 'bf16' (the demo's choice on a CPU with bfloat16)")
     p.add_argument('--pixels', type=int, default=-1, help='tiny: sampled pixels (-1: the preset, 32; 0: all 64)')
+    p.add_argument('--channels-last', action='store_true', help='tiny: the CNN in channels-last memory format')
     p.add_argument('--demo-model', action='store_true', help="tiny: the demo's model overrides (2D pixel positions, no dropout)")
     p.add_argument('--json', default=None, help='also write the results to this file')
     a = p.parse_args()
