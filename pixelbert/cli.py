@@ -772,7 +772,8 @@ def demo_metrics(device, seconds:float, pre_ev:dict, vqa:dict, nlvr2:dict, ret:d
     full, scratch, blind = (runs[k]['eval'] for k in ('vqa', 'vqa_scratch', 'vqa_question_only'))
     r = ret['eval']
     g = {k: {m: v if isinstance(v, int) else _r(v) for m, v in grounding[k].items() if not isinstance(v, dict)}
-         for k in ('pretrained', 'untrained')}
+            | {m: {l: _r(x) for l, x in grounding[k][m].items()} for m in ('any_object', 'among_objects') if m in grounding[k]}
+         for k in ('pretrained', 'untrained')}  # among_objects: the named object, of the hits on any object (chance: object_chance)
     return {
         'device': str(device), 'seconds': round(seconds, 1),
         'pretrain': dict(mlm_accuracy=_r(pre_ev['mlm_accuracy']), itm_accuracy=_r(pre_ev['itm_accuracy']),
@@ -810,7 +811,10 @@ def write_report(m:dict, # the demo's metrics (see `demo_metrics`)
          f"| retrieval ({r['pool_images']} test images) | R@1 text / image | **{pct(r['tr_r1'])} / {pct(r['ir_r1'])}** | | | {PAPER['retrieval']} |",
          f"| pre-training (held-out captions) | MLM / ITM accuracy | {pct(p['mlm_accuracy'])} / {pct(p['itm_accuracy'])} | | | |",
          f"| grounding ({g['pretrained']['samples']} texts) | pointing game, {str(bl).replace('rollout', 'rollout') if bl == 'rollout' else f'layer {bl}'} | "
-         f"{pct(g['pretrained'][key])} | untrained: {pct(g['untrained'][key])} | chance: {pct(g['pretrained']['chance'])} | |", "",
+         f"{pct(g['pretrained'][key])} | untrained: {pct(g['untrained'][key])} | chance: {pct(g['pretrained']['chance'])} | |",
+         *([f"| grounding | of those on an object, the named one | {pct(g['pretrained']['among_objects'][key])} | "
+            f"untrained: {pct(g['untrained']['among_objects'][key])} | a random object: {pct(g['pretrained']['object_chance'])} | |"]
+           if 'among_objects' in g['pretrained'] else []), "",
          f"The question-only model is the pre-trained model fine-tuned without the image; the best image-blind guess "
          f"(the most common training answer per question) scores {pct(v['question_prior_accuracy'])}. "
          f"ITM accuracy is on as many negatives as positives (other images' captions; chance "

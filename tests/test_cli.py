@@ -45,6 +45,9 @@ def test_demo_quick(tmp_path):
     assert all(0 <= tw[k] <= 1 for k in [*tw['pairs'], 'all']) and 'the ITM head prefers the true caption' in (out / 'report.md').read_text()
     assert m['retrieval']['pool_images'] == 30 and m['retrieval']['tr_r1'] <= m['retrieval']['tr_r5'] <= m['retrieval']['tr_r10']
     assert {'pretrained', 'untrained', 'best_layer'} <= set(m['grounding']) and set(m['stages']) >= {'pretrain', 'vqa', 'nlvr2'}
+    g = m['grounding']['pretrained']  # the named object among the hits on any object, against a random object's rate
+    assert set(g['among_objects']) == {'layer_0', 'layer_1', 'layer_2', 'layer_3', 'rollout'} and 0 < g['object_chance'] <= 1
+    assert 'a random object' in (out / 'report.md').read_text()
     pngs = ['loss_curves.png', 'grounding.png', 'vqa_examples.png', 'attention_caption.png', 'attention_question.png']
     for p in pngs: assert (out / p).read_bytes()[:8] == b'\x89PNG\r\n\x1a\n', p
     report = (out / 'report.md').read_text()
