@@ -24,7 +24,7 @@ class PixelBertConfig(PretrainedConfig):
         hidden_act:str="gelu", # feed-forward activation
         hidden_dropout_prob:float=0.1, # dropout on hidden states
         attention_probs_dropout_prob:float=0.1, # dropout on attention probabilities
-        attention_kernel:str="auto", # 'fused' (F.scaled_dot_product_attention), 'explicit' (softmax(q k^T) v written out) or 'auto' (explicit for short sequences on the CPU, where it is faster: chapter 6)
+        attention_kernel:str="auto", # 'fused' (F.scaled_dot_product_attention), 'explicit' (softmax(q k^T) v written out) or 'auto' (explicit on the CPU for sequences of up to 160 tokens when gradients are recorded, where it is faster; fused otherwise: chapter 6)
         max_position_embeddings:int=512, # text position table size
         type_vocab_size:int=2, # token-type table size (BERT's segment embeddings)
         initializer_range:float=0.02, # std of the normal initialisation
