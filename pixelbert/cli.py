@@ -604,7 +604,7 @@ def demo_pretrain(cfg:DemoConfig, processor, out:Path, device, precision:str, pr
     from pixelbert.trainer import Trainer, TrainArgs, read_log, tagged_backbone, mlm_curriculum, run_steps
     config = pretraining_config(cfg.preset, processor.tokenizer, itm_hard_negatives=cfg.itm_hard_negatives,
                                 num_sampled_pixels=cfg.num_sampled_pixels, mlm_probability=cfg.mlm_probability, **cfg.model)
-    train = SynthCaptions('train', n_images=cfg.pretrain_images, seed=cfg.seed)  # with false twins even when ITM does not use them: see the design notes
+    train = SynthCaptions('train', n_images=cfg.pretrain_images, seed=cfg.seed)  # drawn with their false twins even when ITM does not use them: the demo's data as before (chapter 17, "Run to run")
     torch.manual_seed(cfg.seed)
     model = PixelBertForPreTraining(config)
     if cfg.tag_steps > 0:

@@ -33,11 +33,12 @@ def tiny(a, kernel='auto'):
     from pixelbert.processing import PixelBertProcessor
     from pixelbert.pretraining import PixelBertForPreTraining, PretrainingCollator, pretraining_config
     from pixelbert.trainer import Trainer, TrainArgs, TRAIN_PRESETS, pretraining_data, read_log
+    from pixelbert.cli import DemoConfig
     proc = PixelBertProcessor.from_preset('tiny')
     torch.manual_seed(0)
     over = dict(attention_kernel=kernel)
     if a.pixels >= 0: over['num_sampled_pixels'] = a.pixels or None
-    if a.demo_model: over |= __import__('pixelbert.cli', fromlist=['DemoConfig']).DemoConfig().model
+    if a.demo_model: over |= DemoConfig().model
     model = PixelBertForPreTraining(pretraining_config('tiny', proc.tokenizer, **over))
     data = pretraining_data('synthetic', 'train', n_images=a.n_images)
     tp = TRAIN_PRESETS['tiny']
@@ -52,7 +53,8 @@ def tiny(a, kernel='auto'):
         log = read_log(Path(out) / 'log.jsonl')
     timed = log[a.warmup:]
     seconds = timed[-1]['elapsed_s'] - log[a.warmup - 1]['elapsed_s'] if a.warmup else timed[-1]['elapsed_s']
-    return dict(part='tiny', kernel=kernel, precision=a.precision, pixels=a.pixels, demo_model=a.demo_model, channels_last=a.channels_last, threads=a.threads, workers=a.workers, batch_size=a.batch_size, timed_steps=len(timed),
+    return dict(part='tiny', kernel=kernel, precision=a.precision, pixels=a.pixels, demo_model=a.demo_model, channels_last=a.channels_last,
+                threads=a.threads, workers=a.workers, batch_size=a.batch_size, timed_steps=len(timed),
                 pairs_per_s=round(len(timed) * a.batch_size / seconds, 2), s_per_step=round(seconds / len(timed), 3),
                 cpu_s_per_step_all_steps=round(cpu / len(log), 3), params_m=round(sum(p.numel() for p in model.parameters()) / 1e6, 2))
 
