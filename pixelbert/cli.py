@@ -18,10 +18,10 @@ from .processing import PixelBertProcessor
 # %% auto #0
 __all__ = ['TASKS', 'DATA_KINDS', 'SYNTH_SPLIT', 'MODEL_FILE', 'TASK_CLASSES', 'FINETUNE_DEFAULTS', 'DEMO_DIRS', 'PAPER',
            'DataSpec', 'check_task', 'parse_data_spec', 'load_task_data', 'find_model_dir', 'load_processor',
-           'encoder_state', 'load_encoder', 'itm_weights', 'rank_head_from_itm', 'cpu_has_bf16', 'resolve_device',
-           'resolve_precision', 'autocast', 'task_model', 'load_task_model', 'finetune_task', 'evaluate_task',
-           'finetune_cli', 'eval_cli', 'scene_tags', 'SynthTags', 'TagClassifier', 'pretrain_backbone', 'DemoConfig',
-           'StageClock', 'demo_pretrain', 'demo_vqa', 'demo_nlvr2', 'demo_retrieval', 'demo_grounding',
+           'encoder_state', 'load_encoder', 'itm_weights', 'rank_head_from_itm', 'cpu_has_bf16', 'machine_summary',
+           'resolve_device', 'resolve_precision', 'autocast', 'task_model', 'load_task_model', 'finetune_task',
+           'evaluate_task', 'finetune_cli', 'eval_cli', 'scene_tags', 'SynthTags', 'TagClassifier', 'pretrain_backbone',
+           'DemoConfig', 'StageClock', 'demo_pretrain', 'demo_vqa', 'demo_nlvr2', 'demo_retrieval', 'demo_grounding',
            'plot_demo_curves', 'plot_grounding', 'plot_vqa_examples', 'best_layer', 'demo_metrics', 'write_report',
            'run_demo', 'demo_cli']
 
@@ -166,6 +166,12 @@ def cpu_has_bf16() -> bool:
     "Whether this CPU computes in bfloat16 natively (AVX-512 BF16 or AMX): then bf16 autocast is fast, not emulated."
     try: return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
     except AttributeError: return False  # older torch: assume not
+
+def machine_summary() -> str:
+    "Architecture, logical CPUs, the CPU's vector instructions as PyTorch sees them, and whether it has native bfloat16."
+    try: isa = torch.backends.cpu.get_cpu_capability()
+    except AttributeError: isa = 'unknown ISA'
+    return f"{platform.machine()}, {os.cpu_count()} logical CPUs, {isa}, {'native' if cpu_has_bf16() else 'no native'} bf16"
 
 def resolve_device(device:str|None='auto') -> torch.device:
     "'auto' (or None): CUDA when available, else the CPU; 'cpu', 'cuda' or 'cuda:N' as given (CUDA must exist)."
@@ -897,7 +903,7 @@ def run_demo(cfg:DemoConfig|None=None, # the demo's configuration (default: `Dem
     m = demo_metrics(dev, tot['wall_s'], pre_ev, vqa, nlvr2, ret, ground)
     m.update(cpu_seconds=round(tot['cpu_s'], 1), threads=torch.get_num_threads(), precision=prec,
              parameters_m=round(sum(p.numel() for p in pre.pixelbert.parameters()) / 1e6, 3), stages=clock.stages,
-             config=asdict(cfg), torch=torch.__version__, machine=f"{platform.machine()}, {os.cpu_count()} logical CPUs")
+             config=asdict(cfg), torch=torch.__version__, machine=machine_summary())
     figures = {'Training curves': 'loss_curves.png', 'Pointing game per layer': 'grounding.png',
                'VQA test questions (green: right)': 'vqa_examples.png',
                f'Attention of each word of a test caption (pre-trained model, {layer if layer == "rollout" else f"layer {layer}"})': 'attention_caption.png',
