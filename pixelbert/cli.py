@@ -457,7 +457,7 @@ def eval_cli(
             from pixelbert.nlvr2 import save_nlvr2_predictions
             metrics['predictions_file'] = str(save_nlvr2_predictions(res['predictions'], out.with_name(out.stem + '_predictions.csv')))
         out.write_text(json.dumps(metrics, indent=1) + '\n')
-    print(json.dumps({k: v for k, v in metrics.items() if not isinstance(v, dict) or k == 'per_type'}, indent=1))
+    print(json.dumps({k: v for k, v in metrics.items() if not isinstance(v, dict) or k in ('per_type', 'per_kind')}, indent=1))
     return 0
 
 # %% ../nbs/15_cli.ipynb #a96f6c5f
@@ -803,7 +803,8 @@ def demo_metrics(device, seconds:float, pre_ev:dict, vqa:dict, nlvr2:dict, ret:d
                     question_only_per_type={t: _r(v) for t, v in blind['per_type'].items()},
                     question_prior_accuracy=_r(vqa['prior']['vqa_score']), n_test=full['n'], n_train=vqa['n_train']),
         'nlvr2': dict(accuracy=_r(nlvr2['eval']['accuracy']), n_test=nlvr2['eval']['n'], n_train=nlvr2['n_train'],
-                      predicted_true=_r(nlvr2['eval']['predicted_true']), majority_accuracy=_r(nlvr2['eval']['majority_accuracy'])),
+                      predicted_true=_r(nlvr2['eval']['predicted_true']), majority_accuracy=_r(nlvr2['eval']['majority_accuracy']),
+                      per_kind={k: {m: x if m == 'n' else _r(x) for m, x in v.items()} for k, v in nlvr2['eval'].get('per_kind', {}).items()}),
         'retrieval': dict(pool_images=r['pool_images'], **{k: _r(r[k]) for k in ('tr_r1', 'tr_r5', 'tr_r10', 'ir_r1', 'ir_r5', 'ir_r10')},
                           pool_texts=r['pool_texts'], pairs_scored=r['exact']['pairs'], eval_seconds=_r(r['exact']['seconds'], 1)),
         'grounding': dict(best_layer=best_layer(grounding['pretrained']), **g),
@@ -843,6 +844,10 @@ def write_report(m:dict, # the demo's metrics (see `demo_metrics`)
             f"{pct(n['majority_accuracy'])}." if 'majority_accuracy' in n else ''), "",
          "**VQA accuracy per question type**", "", "| type | pre-trained | from scratch | question only |", "|---|---|---|---|"]
     L += [f"| {t} | {pct(a)} | {pct(v['from_scratch_per_type'].get(t))} | {pct(v['question_only_per_type'].get(t))} |" for t, a in v['per_type'].items()]
+    if n.get('per_kind'):
+        L += ["", "**NLVR2 accuracy per statement kind** (the commoner label of each kind's test pairs scores the last column)", "",
+              "| kind | pairs | accuracy | predicted True | commoner label |", "|---|---|---|---|---|"]
+        L += [f"| {k} | {s['n']} | {pct(s['accuracy'])} | {pct(s['predicted_true'])} | {pct(s['majority_accuracy'])} |" for k, s in n['per_kind'].items()]
     L += ["", f"**Retrieval**, every image against every caption through the cross-encoder ({r['pairs_scored']} pairs, {r['eval_seconds']} s):", "",
           "| | R@1 | R@5 | R@10 |", "|---|---|---|---|",
           f"| text retrieval (image query) | {pct(r['tr_r1'])} | {pct(r['tr_r5'])} | {pct(r['tr_r10'])} |",

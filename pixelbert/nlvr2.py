@@ -100,8 +100,9 @@ def nlvr2_sentence_key(identifier:str) -> str:
 def nlvr2_metrics(identifiers:list, # row identifiers
                   predictions:list, # predicted labels (bool or 0/1)
                   labels:list, # true labels (bool or 0/1)
+                  kinds:list|None=None, # statement kind per row (the synthetic world's `statement_kind`); "" or None: no `per_kind`
                  ) -> dict:
-    "NLVR2 accuracy; consistency: the fraction of sentences whose every row is predicted correctly; and the share predicted True beside the constant-answer baseline."
+    "NLVR2 accuracy; consistency: the fraction of sentences whose every row is predicted correctly; the share predicted True beside the constant-answer baseline; and, given kinds, all of these per statement kind."
     if not (len(identifiers) == len(predictions) == len(labels)):
         raise ValueError(f"lengths differ: {len(identifiers)} identifiers, {len(predictions)} predictions, {len(labels)} labels")
     if not identifiers: raise ValueError("no NLVR2 rows to score")
@@ -111,9 +112,17 @@ def nlvr2_metrics(identifiers:list, # row identifiers
     groups = defaultdict(list)
     for i, r in zip(identifiers, right): groups[nlvr2_sentence_key(i)].append(r)
     true_share = sum(bool(y) for y in labels) / len(labels)
-    return dict(accuracy=sum(right) / len(right), consistency=sum(all(g) for g in groups.values()) / len(groups),
-                n=len(right), n_groups=len(groups), predicted_true=sum(bool(p) for p in predictions) / len(predictions),
-                majority_accuracy=max(true_share, 1 - true_share))  # always answering the commoner label
+    out = dict(accuracy=sum(right) / len(right), consistency=sum(all(g) for g in groups.values()) / len(groups),
+               n=len(right), n_groups=len(groups), predicted_true=sum(bool(p) for p in predictions) / len(predictions),
+               majority_accuracy=max(true_share, 1 - true_share))  # always answering the commoner label
+    if kinds is not None and any(kinds):
+        if len(kinds) != len(labels): raise ValueError(f"{len(kinds)} kinds for {len(labels)} rows")
+        rows = defaultdict(list)
+        for j, k in enumerate(kinds): rows[k or '(none)'].append(j)
+        out['per_kind'] = {k: {m: v for m, v in nlvr2_metrics([identifiers[j] for j in js], [predictions[j] for j in js],
+                                                               [labels[j] for j in js]).items() if m not in ('n_groups', 'consistency')}
+                           for k, js in sorted(rows.items())}
+    return out
 
 # %% ../nbs/12_nlvr2.ipynb #bef3061b
 @torch.no_grad()
@@ -121,15 +130,16 @@ def _run_nlvr2(model, dataset, processor, batch_size, limit):
     "(predictions, labels) over the rows of `dataset`, in order."
     collate, device, was_training = NLVR2Collator(processor), _device_of(model), model.training
     model.eval()
-    preds, labels = [], []
+    preds, labels, kinds = [], [], []
     try:
         for samples in _samples(dataset, batch_size, limit):
             b = collate(samples)
             logits = model(**{k: v.to(device) for k, v in b.items() if k != 'labels'}).logits
             preds += [dict(identifier=s.identifier, prediction=bool(p)) for s, p in zip(samples, logits.argmax(-1).tolist())]
             labels += b['labels'].tolist()
+            kinds += [getattr(s, 'statement_kind', '') for s in samples]
     finally: model.train(was_training)
-    return preds, labels
+    return preds, labels, kinds
 
 def predict_nlvr2(model:PixelBertForNLVR2, # a fine-tuned NLVR2 model
                   dataset, # `NLVR2Sample`s
@@ -146,9 +156,9 @@ def evaluate_nlvr2(model:PixelBertForNLVR2, # a fine-tuned NLVR2 model
                    batch_size:int=32,
                    limit:int|None=None, # only the first `limit` rows
                   ) -> dict:
-    "Accuracy, consistency (see `nlvr2_metrics`) and `predictions` on `dataset`."
-    preds, labels = _run_nlvr2(model, dataset, processor, batch_size, limit)
-    return nlvr2_metrics([p['identifier'] for p in preds], [p['prediction'] for p in preds], labels) | dict(predictions=preds)
+    "Accuracy, consistency (see `nlvr2_metrics`; per statement kind where the samples carry one) and `predictions` on `dataset`."
+    preds, labels, kinds = _run_nlvr2(model, dataset, processor, batch_size, limit)
+    return nlvr2_metrics([p['identifier'] for p in preds], [p['prediction'] for p in preds], labels, kinds) | dict(predictions=preds)
 
 def save_nlvr2_predictions(predictions:list, # from `predict_nlvr2` / `evaluate_nlvr2`
                            path, # the CSV file to write

@@ -60,6 +60,7 @@ class NLVR2Sample:
     sentence: str
     label: bool
     scenes: tuple|None = None  # the two synthetic `Scene`s (left, right), None for real data
+    statement_kind: str = ""  # synthetic world: the statement's form ('side_exists', 'and', 'more', ...); "" for real data
 
 @dataclass
 class RetrievalPool:
@@ -760,8 +761,8 @@ class SynthNLVR2(Dataset):
     def __len__(self): return len(self.items)
     def __getitem__(self, i):
         if not 0 <= i < len(self): raise IndexError(f"pair {i} out of range for {len(self)} items")
-        (l, r), (text, label, _) = self.pairs[i], self.items[i]
-        return NLVR2Sample(self.identifier(i), (l.render(self.image_size), r.render(self.image_size)), text, label, (l, r))
+        (l, r), (text, label, form) = self.pairs[i], self.items[i]
+        return NLVR2Sample(self.identifier(i), (l.render(self.image_size), r.render(self.image_size)), text, label, (l, r), form[0])
 
     def identifier(self, i:int) -> str:
         "NLVR2-style identifier of pair `i`: split-index-0."

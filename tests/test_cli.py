@@ -5,6 +5,7 @@ import pytest
 import torch
 from fastcore.script import CliError
 from pixelbert.cli import finetune_cli, eval_cli, demo_cli, parse_data_spec
+from pixelbert.synth import NLVR2_TEMPLATES
 
 torch.set_num_threads(1)  # tiny models on a shared CPU: one thread is fastest
 BIN = Path(sys.executable).parent
@@ -48,6 +49,9 @@ def test_demo_quick(tmp_path):
     g = m['grounding']['pretrained']  # the named object among the hits on any object, against a random object's rate
     assert set(g['among_objects']) == {'layer_0', 'layer_1', 'layer_2', 'layer_3', 'rollout'} and 0 < g['object_chance'] <= 1
     assert 'a random object' in (out / 'report.md').read_text()
+    pk = m['nlvr2']['per_kind']  # per statement kind, the rows adding up to the test pairs
+    assert set(pk) <= set(NLVR2_TEMPLATES) | {'and'} and sum(s['n'] for s in pk.values()) == m['nlvr2']['n_test']
+    assert 'NLVR2 accuracy per statement kind' in (out / 'report.md').read_text()
     pngs = ['loss_curves.png', 'grounding.png', 'vqa_examples.png', 'attention_caption.png', 'attention_question.png']
     for p in pngs: assert (out / p).read_bytes()[:8] == b'\x89PNG\r\n\x1a\n', p
     report = (out / 'report.md').read_text()

@@ -95,3 +95,15 @@ def test_itm_twins(final, tmp_path):
         assert name in log and set(r[name]['pairs']) <= {'color', 'shape', 'size', 'count', 'relation'}
         assert sum(r[name]['pairs'].values()) >= 12 and all(0 <= r[name][k] <= 1 for k in [*r[name]['pairs'], 'all'])
     assert r['pretrained']['pairs'] == r['untrained']['pairs']  # the same captions and twins for both
+
+def test_nlvr2_probe(final, tmp_path):
+    out = tmp_path / 'probe.json'
+    log = run('nlvr2_probe.py', '--model', final, '--kinds', 'side_exists,both_exists', '--desc', 'color', '--pairs', 16,
+              '--test', 12, '--steps', 2, '--batch', 4, '--out', tmp_path / 'run', '--json', out)
+    r = json.loads(out.read_text())
+    assert 'test accuracy' in log and r['n'] == 12 and r['n_train'] == 16 and len(r['train_log']) >= 1
+    assert set(r['per_kind']) <= {'side_exists', 'both_exists'} and sum(s['n'] for s in r['per_kind'].values()) == 12
+    assert '--kinds side_exists,both_exists' in r['command'] and '--desc color' in r['command']
+    p = subprocess.run([sys.executable, str(ROOT / 'scripts' / 'nlvr2_probe.py'), '--model', str(final), '--kinds', 'sides',
+                        '--out', str(tmp_path / 'x')], capture_output=True, text=True, cwd=ROOT)
+    assert p.returncode == 2 and "unknown statement kinds ['sides']" in p.stderr

@@ -167,6 +167,7 @@ def test_nlvr2_missing_image_names_the_row(tmp_path, proc, cfg, nlvr2_data):
     model = PixelBertForNLVR2(cfg)
     res = evaluate_nlvr2(model, samples, proc)
     assert res["n"] == 3 and res["n_groups"] == 3 and len(res["predictions"]) == 3
+    assert "per_kind" not in res  # real NLVR2 rows carry no statement kind
     lines = save_nlvr2_predictions(res["predictions"], tmp_path / "pred.csv").read_text().splitlines()
     assert lines[0] in ("dev-0-0-0,True", "dev-0-0-0,False")
     Path(samples[1].images[1]).unlink()
