@@ -127,7 +127,7 @@ def nlvr2_metrics(identifiers:list, # row identifiers
 # %% ../nbs/12_nlvr2.ipynb #bef3061b
 @torch.no_grad()
 def _run_nlvr2(model, dataset, processor, batch_size, limit):
-    "(predictions, labels) over the rows of `dataset`, in order."
+    "(predictions, labels, statement kinds) over the rows of `dataset`, in order."
     collate, device, was_training = NLVR2Collator(processor), _device_of(model), model.training
     model.eval()
     preds, labels, kinds = [], [], []
