@@ -26,7 +26,7 @@ def quiet_threads(fn):
 
 def test_pretraining_learns(tmp_path):
     """The tiny preset's recipe (CNN tag-trained first, ITM alone for the first 40% of the run, no dropout) learns on
-    the synthetic world, at 64-pixel images and 2 layers to fit CI: 4 to 7 minutes on 2 cores. Chance for ITM is 0.5
+    the synthetic world, at 64-pixel images and 2 layers to fit CI: 232 s on a 2-core AVX2 CPU. Chance for ITM is 0.5
     with a standard deviation of 0.016 on 1020 pairs, so 0.58 is five deviations above it.
     Measured (`pixelbert-pretrain --preset tiny --steps 700 --n-images 10000 --image-size 64 --config
     num_hidden_layers=2 --tag-steps 150 --eval-batches 8`) on a 2-core AVX2 CPU, where 'auto' precision is float32:
