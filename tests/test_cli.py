@@ -61,8 +61,8 @@ def test_demo_quick(tmp_path):
     res = json.loads((out / 'vqa' / 'test_results.json').read_text())
     assert {'question_id', 'answer'} == set(res[0])
 
-def test_finetune_eval_synthetic(tmp_path):
-    "VQA from scratch, then retrieval from a saved pre-training model (ranking head from ITM), each evaluated by pixelbert-eval."
+def test_finetune_eval_synthetic(tmp_path, capsys):
+    "VQA and NLVR2 from scratch, then retrieval from a saved pre-training model (ranking head from ITM), each evaluated by pixelbert-eval."
     assert finetune_cli('vqa', out=str(tmp_path / 'vqa'), **SMALL) == 0
     m = json.loads((tmp_path / 'vqa' / 'metrics.json').read_text())
     assert m['init'] == 'scratch' and m['steps'] == 2 and 0 <= m['eval']['accuracy'] <= 1 and m['eval']['n'] == 12
@@ -72,6 +72,12 @@ def test_finetune_eval_synthetic(tmp_path):
     ev = json.loads((tmp_path / 'ev' / 'vqa.json').read_text())
     assert ev['n'] == 9 and set(ev['per_type']) and Path(ev['results_file']).name == 'vqa_results.json'
     assert len(json.loads(Path(ev['results_file']).read_text())) == 9
+    assert finetune_cli('nlvr2', out=str(tmp_path / 'nl'), **SMALL) == 0
+    capsys.readouterr()
+    assert eval_cli('nlvr2', model=str(tmp_path / 'nl'), n_images=8, out=str(tmp_path / 'ev' / 'nl.json'), threads=1) == 0
+    ev, shown = json.loads((tmp_path / 'ev' / 'nl.json').read_text()), capsys.readouterr().out
+    assert ev['n'] == 8 and sum(s['n'] for s in ev['per_kind'].values()) == 8 and set(ev['per_kind']) <= set(NLVR2_TEMPLATES) | {'and'}
+    assert json.loads(shown[shown.index('{'):])['per_kind'] == ev['per_kind']  # printed too, beside the overall accuracy
 
     from pixelbert.processing import PixelBertProcessor
     from pixelbert.pretraining import PixelBertForPreTraining, pretraining_config
