@@ -16,7 +16,7 @@ import torch
 from pixelbert.cli import task_model, load_encoder, finetune_task, evaluate_task
 from pixelbert.processing import PixelBertProcessor
 from pixelbert.pretraining import PixelBertForPreTraining
-from pixelbert.synth import SynthNLVR2, NLVR2_TEMPLATES, Desc
+from pixelbert.synth import SynthNLVR2, NLVR2_TEMPLATES, _statement_descs as descs  # every description a statement form mentions
 
 ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0], formatter_class=argparse.RawDescriptionHelpFormatter)
 ap.add_argument('--model', required=True, help='a pre-training final/ folder (model + processor)')
@@ -37,10 +37,6 @@ a = ap.parse_args(); torch.set_num_threads(a.threads)
 kinds = set(a.kinds.split(',')) if a.kinds else None
 if kinds and not kinds <= set(NLVR2_TEMPLATES) | {'and'}:
     ap.error(f"unknown statement kinds {sorted(kinds - set(NLVR2_TEMPLATES) - {'and'})}; known: {sorted([*NLVR2_TEMPLATES, 'and'])}")
-
-def descs(form):
-    "Every description a statement form mentions."
-    return [x for x in form[1:] if isinstance(x, Desc)] + [d for f in form[1:] if isinstance(f, tuple) and not isinstance(f, Desc) for d in descs(f)]
 
 def keep(form):
     if kinds and form[0] not in kinds: return False
