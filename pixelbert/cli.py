@@ -21,9 +21,9 @@ __all__ = ['TASKS', 'DATA_KINDS', 'SYNTH_SPLIT', 'MODEL_FILE', 'TASK_CLASSES', '
            'encoder_state', 'load_encoder', 'itm_weights', 'rank_head_from_itm', 'cpu_has_bf16', 'machine_summary',
            'resolve_device', 'resolve_precision', 'autocast', 'task_model', 'load_task_model', 'finetune_task',
            'evaluate_task', 'finetune_cli', 'eval_cli', 'scene_tags', 'SynthTags', 'TagClassifier', 'pretrain_backbone',
-           'DemoConfig', 'StageClock', 'demo_channels_last', 'demo_pretrain', 'demo_vqa', 'demo_nlvr2',
-           'demo_retrieval', 'demo_grounding', 'plot_demo_curves', 'plot_grounding', 'plot_vqa_examples', 'best_layer',
-           'demo_metrics', 'write_report', 'run_demo', 'demo_cli']
+           'DemoConfig', 'StageClock', 'demo_channels_last', 'demo_focus_ids', 'demo_pretrain', 'demo_vqa',
+           'demo_nlvr2', 'demo_retrieval', 'demo_grounding', 'plot_demo_curves', 'plot_grounding', 'plot_vqa_examples',
+           'best_layer', 'demo_metrics', 'write_report', 'run_demo', 'demo_cli']
 
 # %% ../nbs/15_cli.ipynb #92014678
 TASKS = ('vqa', 'nlvr2', 'retrieval')
@@ -547,6 +547,8 @@ class DemoConfig:
     tag_steps:int=300 # the CNN first learns to tag scenes (64 per step): tiny's stand-in for ImageNet weights (0: random CNN)
     mlm_after:float=0.4 # ITM alone for this part of the pre-training run, then MLM joins (chapter 9)
     mlm_ramp:float=0.2 # ... with its loss weight growing from 0 to 1 over this part of the run (a sudden join can undo ITM)
+    mlm_focus:str='' # focused masking first (chapter 8): 'colors' (the world's colour words) or comma-separated words ('': none)
+    focus_steps:int=0 # ... for this many of the pre-training steps, MLM alone on one such word per caption, before the curriculum above
     pretrain_lr:float=3e-4 # AdamW, transformer and heads
     pretrain_backbone_lr:float=2e-2 # SGD, CNN
     pretrain_warmup:float=0.05 # warm-up, a fraction of the run
@@ -612,11 +614,19 @@ def demo_channels_last(cfg:DemoConfig, device, precision:str) -> bool:
     if cfg.channels_last is not None: return cfg.channels_last
     return torch.device(device).type == 'cpu' and precision == 'fp32'
 
+def demo_focus_ids(cfg:DemoConfig, tokenizer):
+    "The vocabulary table of `cfg.mlm_focus` (`pixelbert.pretraining.focus_ids`), or None when there is no focus phase."
+    from pixelbert.pretraining import focus_ids
+    from pixelbert.synth import COLORS
+    if not cfg.mlm_focus or cfg.focus_steps <= 0: return None
+    words = list(COLORS) if cfg.mlm_focus == 'colors' else [w.strip() for w in cfg.mlm_focus.split(',') if w.strip()]
+    return focus_ids(tokenizer, words)
+
 def demo_pretrain(cfg:DemoConfig, processor, out:Path, device, precision:str, progress:bool=True) -> tuple:
     "Pre-train with MLM + ITM (hard negatives) on the caption corpus; returns the model, held-out accuracies and the log."
     from pixelbert.synth import SynthCaptions
     from pixelbert.pretraining import PixelBertForPreTraining, PretrainingCollator, pretraining_config, evaluate_pretraining, evaluate_twins
-    from pixelbert.trainer import Trainer, TrainArgs, read_log, tagged_backbone, mlm_curriculum, run_steps
+    from pixelbert.trainer import Trainer, TrainArgs, read_log, tagged_backbone, mlm_curriculum, run_steps, focus_curriculum
     config = pretraining_config(cfg.preset, processor.tokenizer, itm_hard_negatives=cfg.itm_hard_negatives,
                                 num_sampled_pixels=cfg.num_sampled_pixels, mlm_probability=cfg.mlm_probability, **cfg.model)
     train = SynthCaptions('train', n_images=cfg.pretrain_images, seed=cfg.seed)  # drawn with their false twins even when ITM does not use them: the demo's data as before (chapter 17, "Run to run")
@@ -633,6 +643,7 @@ def demo_pretrain(cfg:DemoConfig, processor, out:Path, device, precision:str, pr
         raise ValueError(f"pretrain_tasks must be 'mlm+itm', 'mlm' or 'itm'; got {cfg.pretrain_tasks!r}")
     if cfg.pretrain_tasks == 'mlm+itm': step_kwargs = mlm_curriculum(run_steps(cfg.mlm_after, cfg.pretrain_steps), run_steps(cfg.mlm_ramp, cfg.pretrain_steps))
     else: step_kwargs = lambda step, off=dict(mlm='itm', itm='mlm')[cfg.pretrain_tasks]: {off: False}  # the other task switched off
+    step_kwargs = focus_curriculum(demo_focus_ids(cfg, processor.tokenizer), cfg.focus_steps, then=step_kwargs)
     if cfg.pretrain_steps > 0:
         Trainer(model, train, PretrainingCollator(processor), args, save_extra=processor.save_pretrained, step_kwargs=step_kwargs).fit()
         _drop_checkpoints(out/'pretrain')

@@ -16,9 +16,9 @@ from .config import PixelBertConfig
 from .model import PixelBertModel, PixelBertPreTrainedModel
 
 # %% auto #0
-__all__ = ['PRETRAINING_DEFAULTS', 'mask_tokens', 'itm_negatives', 'MLMHead', 'PixelBertForPreTrainingOutput',
-           'pretraining_config', 'PixelBertForPreTraining', 'PretrainingCollator', 'evaluate_pretraining',
-           'itm_match_probability', 'evaluate_twins']
+__all__ = ['PRETRAINING_DEFAULTS', 'mask_tokens', 'focus_mask', 'focus_ids', 'itm_negatives', 'MLMHead',
+           'PixelBertForPreTrainingOutput', 'pretraining_config', 'PixelBertForPreTraining', 'PretrainingCollator',
+           'evaluate_pretraining', 'itm_match_probability', 'evaluate_twins']
 
 # %% ../nbs/08_pretraining.ipynb #35f21c03
 def mask_tokens(
@@ -48,6 +48,39 @@ def mask_tokens(
     masked = torch.where(chosen & (r < 0.8), torch.full_like(input_ids, mask_token_id), input_ids)
     masked = torch.where(chosen & (r >= 0.8) & (r < 0.9), random_ids, masked)
     return masked, labels
+
+# %% ../nbs/08_pretraining.ipynb #e54afd9b
+def focus_mask(
+    input_ids:Tensor, # (b,t) token ids
+    focus:Tensor, # (vocab,) bool: the token ids that may be masked, e.g. from `focus_ids`
+    mask_token_id:int, # id of [MASK]
+    attention_mask:Tensor|None=None, # (b,t) 1 = real token (None: all real)
+    generator:torch.Generator|None=None, # random source (None: torch's global generator)
+) -> tuple: # masked ids (b,t), labels (b,t): the original id where chosen, -100 elsewhere
+    "Replace one token of `focus` per sequence by [MASK], drawn at random among that sequence's; sequences without one are left alone."
+    if focus.ndim != 1 or focus.dtype != torch.bool: raise ValueError(f"focus must be a 1-D bool tensor over the vocabulary; got {tuple(focus.shape)} {focus.dtype}")
+    if input_ids.numel() and int(input_ids.max()) >= len(focus):
+        raise ValueError(f"token id {int(input_ids.max())} is outside the focus table ({len(focus)} ids): build it with the model's tokenizer")
+    dev = input_ids.device
+    cand = focus.to(dev)[input_ids]
+    if attention_mask is not None: cand &= attention_mask.bool()
+    scores = torch.rand(input_ids.shape, generator=generator, device=dev).masked_fill(~cand, 2.0)
+    chosen = F.one_hot(scores.argmin(1), input_ids.shape[1]).bool() & cand.any(1, keepdim=True)
+    return input_ids.masked_fill(chosen, mask_token_id), input_ids.masked_fill(~chosen, -100)
+
+def focus_ids(
+    tokenizer, # the model's tokenizer
+    words, # the words to focus on, e.g. the synthetic world's colours
+) -> Tensor: # (len(tokenizer),) bool
+    "The vocabulary table `focus_mask` takes: True at the id of each word. Each word must be a single token."
+    table = torch.zeros(len(tokenizer), dtype=torch.bool)
+    for w in words:
+        pieces = tokenizer.tokenize(w)
+        if len(pieces) != 1: raise ValueError(f"focus word {w!r} is {len(pieces)} tokens {pieces} in this vocabulary; focused masking takes single-token words")
+        i = tokenizer.convert_tokens_to_ids(pieces[0])
+        if i == tokenizer.unk_token_id: raise ValueError(f"focus word {w!r} is not in the vocabulary")
+        table[i] = True
+    return table
 
 # %% ../nbs/08_pretraining.ipynb #c74cf530
 def itm_negatives(
@@ -150,6 +183,7 @@ def _forward(self:PixelBertForPreTraining,
     word_start:Tensor|None=None, # (b,t) bool: token starts a word; given: whole-word masking
     image_group:Tensor|None=None, # (b,) items with equal values show the same image (never each other's negatives)
     mlm_labels:Tensor|None=None, # (b,t) given: `input_ids` are already masked, these are the targets (-100: none)
+    mlm_focus:Tensor|None=None, # (vocab,) bool given: mask one of these tokens per caption (`focus_mask`) instead of BERT's 15%
     mlm:bool=True, # compute the MLM task
     itm:bool=True, # compute the ITM task (with negatives)
     mlm_weight:float=1.0, # weight of the MLM loss in the sum (a curriculum may ramp it up; `mlm_loss` is reported unweighted)
@@ -166,7 +200,9 @@ def _forward(self:PixelBertForPreTraining,
     k = (c.num_sampled_pixels if self.training else None) if num_sampled_pixels == 'auto' else num_sampled_pixels
     # 1. mask
     text = input_ids
-    if mlm and mlm_labels is None:
+    if mlm and mlm_labels is None and mlm_focus is not None:
+        text, mlm_labels = focus_mask(input_ids, mlm_focus, c.mask_token_id, attention_mask, generator)
+    elif mlm and mlm_labels is None:
         text, mlm_labels = mask_tokens(input_ids, self.maskable(input_ids, attention_mask), c.mask_token_id, c.vocab_size,
                                        c.mlm_probability, word_start, generator)
     # 2. images once, negatives as indices

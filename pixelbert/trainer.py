@@ -24,8 +24,8 @@ __all__ = ['MODEL_FILE', 'STATE_FILE', 'TRAIN_PRESETS', 'TrainArgs', 'unwrap', '
            'seed_everything', 'StepBatchSampler', 'DistInfo', 'init_distributed', 'UnsafeCheckpointError',
            'list_checkpoints', 'save_model', 'write_atomically', 'save_checkpoint', 'load_training_state',
            'load_model_weights', 'get_rng_state', 'set_rng_state', 'StopSignal', 'NonFiniteLossError', 'read_log',
-           'plot_log', 'Trainer', 'tagged_backbone', 'mlm_curriculum', 'pretraining_data', 'parse_overrides',
-           'pretrain_cli']
+           'plot_log', 'Trainer', 'tagged_backbone', 'mlm_curriculum', 'pretraining_data', 'focus_curriculum',
+           'parse_overrides', 'pretrain_cli']
 
 # %% ../nbs/09_trainer.ipynb #00d93d96
 @dataclass
@@ -341,13 +341,14 @@ def plot_log(log, out=None, title:str=''):
     "Loss curves (and accuracies, when logged) from a `log.jsonl` path or its records; saved to `out` if given."
     import matplotlib; import matplotlib.pyplot as plt
     recs = read_log(log) if isinstance(log, (str, Path)) else log
-    losses = [k for k in recs[0] if k == 'loss' or k.endswith('_loss')] if recs else []
-    accs = [k for k in recs[0] if k.endswith('accuracy')] if recs else []
+    keys = list(dict.fromkeys(k for r in recs for k in r))  # every key any record has: a curriculum switches tasks on and off
+    losses = [k for k in keys if k == 'loss' or k.endswith('_loss')]
+    accs = [k for k in keys if k.endswith('accuracy')]
     fig, axs = plt.subplots(1, 2 if accs else 1, figsize=(10 if accs else 5.5, 3.2), squeeze=False)
     steps = [r['step'] for r in recs]
-    for k in losses: axs[0, 0].plot(steps, [r[k] for r in recs], label=k)
+    for k in losses: axs[0, 0].plot(steps, [r.get(k, math.nan) for r in recs], label=k)  # a gap where a task is off
     axs[0, 0].set_xlabel('step'); axs[0, 0].set_ylabel('loss'); axs[0, 0].legend()
-    for k in accs: axs[0, 1].plot(steps, [r[k] for r in recs], label=k)
+    for k in accs: axs[0, 1].plot(steps, [r.get(k, math.nan) for r in recs], label=k)
     if accs: axs[0, 1].set_xlabel('step'); axs[0, 1].set_ylabel('accuracy'); axs[0, 1].set_ylim(0, 1); axs[0, 1].legend()
     if title: fig.suptitle(title)
     fig.tight_layout()
@@ -618,6 +619,18 @@ def pretraining_data(spec:str, # 'synthetic', 'coco:FILE', 'vg:FILE' or 'karpath
         if len(parts[-1]) == 0: raise ValueError(f"--data {item!r} holds no image-caption pairs")
     return parts[0] if len(parts) == 1 else torch.utils.data.ConcatDataset(parts)
 
+# %% ../nbs/09_trainer.ipynb #432d3f95
+def focus_curriculum(focus, # (vocab,) bool table of `pixelbert.pretraining.focus_ids`, or None
+                     focus_steps:int, # the first steps: MLM alone on one `focus` word per caption (`focus_mask`), no ITM
+                     then=None, # `step -> forward arguments` afterwards, e.g. `mlm_curriculum(...)` (None: the plain recipe)
+                    ):
+    "`step -> forward arguments` for the `Trainer`: focused masking alone for `focus_steps`, then `then` (None: nothing to do)."
+    if focus is None or focus_steps <= 0: return then
+    def kwargs(step:int) -> dict:
+        if step < focus_steps: return dict(mlm_focus=focus, itm=False)
+        return then(step) if then is not None else {}
+    return kwargs
+
 # %% ../nbs/09_trainer.ipynb #53c008c8
 def parse_overrides(spec:str|None) -> dict:
     "`'key=value,key=value'` -> dict, each value read as JSON when it parses (numbers, true/false, null), else as text."
@@ -656,6 +669,8 @@ def pretrain_cli(
     mlm_after:float=None, # ITM alone before MLM joins: a fraction of the run if < 1, else steps (0: both from the start; default: the preset's)
     mlm_ramp:float=None, # then the MLM loss weight grows from 0 to 1 over this part of the run (fraction or steps; default: the preset's)
     itm_hard_negatives:float=0.0, # share of ITM negatives that are false captions of the image (synthetic data only)
+    mlm_focus:str=None, # focused masking first (chapter 8): comma-separated single-token words, e.g. red,green,blue (not in the paper)
+    focus_steps:float=0, # ... for this part of the run (fraction if < 1, else steps): MLM alone on one such word per caption, no ITM
     backbone_weights:str=None, # the CNN's start: 'tags' (tag-train it on synthetic scenes first), a torchvision weights name, a file, or 'none' (default: the preset's)
     tag_steps:int=300, # with --backbone-weights tags: steps (of 64 images) of the tagging stage
     log_every:int=None, # steps between log lines (default: the preset's)
@@ -686,6 +701,9 @@ def pretrain_cli(
     mlm_ramp = tp['mlm_ramp'] if mlm_ramp is None else mlm_ramp
     if mlm_ramp < 0: raise CliError('--mlm-ramp must not be negative')
     mlm_start, ramp_steps = run_steps(mlm_after, steps), run_steps(mlm_ramp, steps)  # the step where MLM joins, its ramp
+    if focus_steps < 0: raise CliError('--focus-steps must not be negative')
+    if bool(mlm_focus) != (focus_steps > 0): raise CliError('--mlm-focus and --focus-steps go together: the words, and for how long')
+    n_focus = run_steps(focus_steps, steps)
     world = int(os.environ.get('WORLD_SIZE', 1))
     batch_size = batch_size or tp['batch_size']
     grad_accum = 1
@@ -708,6 +726,8 @@ def pretrain_cli(
         if image_size: overrides |= dict(image_shortest_edge=image_size, image_longest_edge=image_size)
         model_config = pretraining_config(preset, processor.tokenizer, **dict(mlm_probability=mlm_probability,
                                           itm_negative_ratio=itm_negative_ratio, itm_hard_negatives=itm_hard_negatives) | overrides)
+        from pixelbert.pretraining import focus_ids
+        focus = focus_ids(processor.tokenizer, [w.strip() for w in mlm_focus.split(',') if w.strip()]) if mlm_focus else None
         if image_size:
             from pixelbert.processing import PixelBertImageProcessor
             processor = PixelBertProcessor(processor.tokenizer, PixelBertImageProcessor.for_config(model_config))
@@ -734,10 +754,10 @@ def pretrain_cli(
                      log_every=log_every or tp['log_every'], save_every=save_every or tp['save_every'],
                      keep_checkpoints=keep_checkpoints, num_workers=workers if workers is not None else tp['workers'],
                      device=device, precision=precision, compile=compile, channels_last=channels_last, progress=not no_progress,
-                     find_unused_parameters=mlm_start > 0 and world > 1)  # the MLM head idles in the ITM-only steps
+                     find_unused_parameters=(mlm_start > 0 or n_focus > 0) and world > 1)  # a head idles in the one-task steps
     try:
         trainer = Trainer(model, train, collate, args, save_extra=processor.save_pretrained, loader_fn=loader_fn,
-                          step_kwargs=mlm_curriculum(mlm_start, ramp_steps))
+                          step_kwargs=focus_curriculum(focus, n_focus, then=mlm_curriculum(mlm_start, ramp_steps)))
         res = trainer.fit()
     except (NonFiniteLossError, FileExistsError, ValueError, UnsafeCheckpointError) as e:
         raise CliError(f"pixelbert-pretrain: {e}") from e

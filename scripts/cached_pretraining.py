@@ -41,9 +41,16 @@ ap.add_argument('--test-images', type=int, default=300, help='held-out images of
 ap.add_argument('--pool', type=int, default=1, help='max-pool the token grid by this factor (2: 16 tokens)')
 ap.add_argument('--color-first', type=int, default=0, help="the first S steps: ITM alone on captions that have a colour-swapped false twin, with that twin as every negative")
 ap.add_argument('--first-objects', default='', help="N:S: the first S steps draw captions of scenes with at most N objects only (e.g. 1:600)")
+ap.add_argument('--focus', default='', help="KIND:S: the first S steps are MLM alone on one masked word of KIND (color, shape, size, number, relation, or several joined by +) per caption that has one, no ITM (e.g. color:800, color+shape:800)")
 ap.add_argument('--out', required=True); ap.add_argument('--threads', type=int, default=1)
 a = ap.parse_args(); torch.set_num_threads(a.threads)
 most, first_steps = 0, 0
+focus_kind, focus_steps = '', 0
+if a.focus:
+    try: focus_kind, focus_steps = a.focus.split(':')[0], int(a.focus.split(':')[1])
+    except (ValueError, IndexError): ap.error(f"--focus takes KIND:S, e.g. color:800; got {a.focus!r}")
+    kinds = ('color', 'shape', 'size', 'number', 'relation')
+    if bad := [k for k in focus_kind.split('+') if k not in kinds]: ap.error(f"--focus: unknown word kind(s) {bad}; choose from {list(kinds)}")
 if a.first_objects:
     try: most, first_steps = (int(x) for x in a.first_objects.split(':'))
     except ValueError: ap.error(f"--first-objects takes N:S (objects, steps), e.g. 1:600; got {a.first_objects!r}")
@@ -113,6 +120,16 @@ def batch_of(ds, idx, feats, twins=None):
     cur['f'] = feats
     return dict(input_ids=t['input_ids'], attention_mask=t['attention_mask'], pixel_values=torch.tensor(imgs),
                 image_group=torch.tensor(imgs), neg_input_ids=n['input_ids'], neg_attention_mask=n['attention_mask'])
+
+def focus_mask(b, g):
+    "Only one word of `focus_kind` per caption that has one, replaced by [MASK] and labelled; nothing else."
+    ids, att = b['input_ids'], b['attention_mask']
+    cand = torch.isin(ids, torch.cat([kind_ids[k] for k in focus_kind.split('+')])) & att.bool()
+    sc = torch.rand(ids.shape, generator=g).masked_fill(~cand, 2.0)
+    rows = torch.nonzero(cand.any(1)).flatten(); cols = sc.argmin(1)[rows]
+    masked, labels = ids.clone(), torch.full_like(ids, -100)
+    labels[rows, cols] = ids[rows, cols]; masked[rows, cols] = cfg.mask_token_id
+    return masked, labels
 
 def content_mask(b, g):
     "BERT's masking of the batch, plus (`--content`) one content word of each chosen caption always replaced by [MASK]."
@@ -189,7 +206,10 @@ for step in range(1, a.steps + 1):
     else: idx = torch.randint(len(train), (a.batch,), generator=g).tolist()
     b = batch_of(train, idx, ftr, twins if colour_phase else None)
     m.config.itm_hard_negatives = 1.0 if colour_phase else a.hard
-    if colour_phase or step < start: kw = dict(mlm=False)
+    if step <= focus_steps:
+        masked, labels = focus_mask(b, g); b['input_ids'] = masked
+        kw = dict(mlm_labels=labels, itm=False)
+    elif colour_phase or step < start: kw = dict(mlm=False)
     else:
         masked, labels = content_mask(b, g); b['input_ids'] = masked
         kw = dict(mlm_labels=labels, mlm_weight=min(1.0, (step - start + 1) / (ramp + 1)))

@@ -57,10 +57,22 @@ def test_pretraining_learns(tmp_path):
     (dict(config='hidden_size'), 'key=value'),
     (dict(config='hidden_size=130'), 'divisible'),
     (dict(config='hiden_size=128'), 'unknown configuration fields'),
+    (dict(mlm_focus='red,ultramarine', focus_steps=1), "focus word 'ultramarine'"),
+    (dict(mlm_focus='red'), 'go together'),
+    (dict(focus_steps=1), 'go together'),
 ])
 def test_bad_command_lines(kw, message, tmp_path):
     with pytest.raises(CliError, match=message): pretrain_cli(**(FAST | dict(steps=2) | kw), out=str(tmp_path / 'x'))
     assert not (tmp_path / 'x' / 'log.jsonl').exists()
+
+
+def test_focused_masking_first(tmp_path):
+    "--mlm-focus: MLM alone on one colour word per caption for the first steps (no ITM), then the preset's curriculum."
+    out = tmp_path / 'f'
+    quiet_threads(lambda: pretrain_cli(**(FAST | dict(steps=4, mlm_after=0.5, mlm_focus='red,green,blue,yellow,orange,purple', focus_steps=2)), out=str(out)))
+    log = read_log(out / 'log.jsonl')
+    tasks = [(("mlm_loss" in r), ("itm_loss" in r)) for r in log]
+    assert tasks == [(True, False), (True, False), (True, True), (True, True)], tasks  # steps 3-4: mlm_after (2) has passed
 
 
 def test_real_data_formats(tmp_path):
