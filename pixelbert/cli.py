@@ -547,8 +547,10 @@ class DemoConfig:
     tag_steps:int=300 # the CNN first learns to tag scenes (64 per step): tiny's stand-in for ImageNet weights (0: random CNN)
     mlm_after:float=0.4 # ITM alone for this part of the pre-training run, then MLM joins (chapter 9)
     mlm_ramp:float=0.2 # ... with its loss weight growing from 0 to 1 over this part of the run (a sudden join can undo ITM)
-    mlm_focus:str='' # focused masking first (chapter 8): 'colors' (the world's colour words) or comma-separated words ('': none)
-    focus_steps:int=0 # ... for this many of the pre-training steps, MLM alone on one such word per caption, before the curriculum above
+    mlm_focus:str='' # focused masking (chapter 8, not in the paper): 'colors' (the world's colour words) or comma-separated words ('': none, the default: chapter 17)
+    focus_steps:float=0 # ... for this part of the run (fraction or steps), MLM on one such word per caption; BERT's masking joins after it
+    focus_after:float|None=None # ... starting here (fraction or steps; None: at mlm_after, once ITM has had its own phase)
+    focus_itm:bool=True # ... with ITM alongside (False: MLM alone)
     pretrain_lr:float=3e-4 # AdamW, transformer and heads
     pretrain_backbone_lr:float=2e-2 # SGD, CNN
     pretrain_warmup:float=0.05 # warm-up, a fraction of the run
@@ -641,9 +643,14 @@ def demo_pretrain(cfg:DemoConfig, processor, out:Path, device, precision:str, pr
                      save_every=cfg.pretrain_steps, keep_checkpoints=1, channels_last=demo_channels_last(cfg, device, precision))
     if cfg.pretrain_tasks not in ('mlm+itm', 'mlm', 'itm'):
         raise ValueError(f"pretrain_tasks must be 'mlm+itm', 'mlm' or 'itm'; got {cfg.pretrain_tasks!r}")
-    if cfg.pretrain_tasks == 'mlm+itm': step_kwargs = mlm_curriculum(run_steps(cfg.mlm_after, cfg.pretrain_steps), run_steps(cfg.mlm_ramp, cfg.pretrain_steps))
-    else: step_kwargs = lambda step, off=dict(mlm='itm', itm='mlm')[cfg.pretrain_tasks]: {off: False}  # the other task switched off
-    step_kwargs = focus_curriculum(demo_focus_ids(cfg, processor.tokenizer), cfg.focus_steps, then=step_kwargs)
+    if cfg.pretrain_tasks == 'mlm+itm':  # ITM alone, then (if any) focused masking with ITM, then BERT's masking ramped in
+        mlm_start, n = run_steps(cfg.mlm_after, cfg.pretrain_steps), cfg.pretrain_steps
+        focus = demo_focus_ids(cfg, processor.tokenizer)
+        n_focus = run_steps(cfg.focus_steps, n) if focus is not None else 0
+        focus_start = mlm_start if cfg.focus_after is None else run_steps(cfg.focus_after, n)
+        if n_focus: mlm_start = max(mlm_start, focus_start + n_focus)
+        step_kwargs = focus_curriculum(focus, n_focus, then=mlm_curriculum(mlm_start, run_steps(cfg.mlm_ramp, n)), itm=cfg.focus_itm, start=focus_start)
+    else: step_kwargs = lambda step, off=dict(mlm='itm', itm='mlm')[cfg.pretrain_tasks]: {off: False}  # the other task switched off (no focus)
     if cfg.pretrain_steps > 0:
         Trainer(model, train, PretrainingCollator(processor), args, save_extra=processor.save_pretrained, step_kwargs=step_kwargs).fit()
         _drop_checkpoints(out/'pretrain')

@@ -49,7 +49,7 @@ def mask_tokens(
     masked = torch.where(chosen & (r >= 0.8) & (r < 0.9), random_ids, masked)
     return masked, labels
 
-# %% ../nbs/08_pretraining.ipynb #e54afd9b
+# %% ../nbs/08_pretraining.ipynb #b26b9b11
 def focus_mask(
     input_ids:Tensor, # (b,t) token ids
     focus:Tensor, # (vocab,) bool: the token ids that may be masked, e.g. from `focus_ids`

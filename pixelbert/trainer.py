@@ -619,15 +619,17 @@ def pretraining_data(spec:str, # 'synthetic', 'coco:FILE', 'vg:FILE' or 'karpath
         if len(parts[-1]) == 0: raise ValueError(f"--data {item!r} holds no image-caption pairs")
     return parts[0] if len(parts) == 1 else torch.utils.data.ConcatDataset(parts)
 
-# %% ../nbs/09_trainer.ipynb #432d3f95
+# %% ../nbs/09_trainer.ipynb #9e17908b
 def focus_curriculum(focus, # (vocab,) bool table of `pixelbert.pretraining.focus_ids`, or None
-                     focus_steps:int, # the first steps: MLM alone on one `focus` word per caption (`focus_mask`), no ITM
-                     then=None, # `step -> forward arguments` afterwards, e.g. `mlm_curriculum(...)` (None: the plain recipe)
+                     focus_steps:int, # how many steps MLM is on one `focus` word per caption (`focus_mask`) instead of BERT's 15%
+                     then=None, # `step -> forward arguments` outside those steps, e.g. `mlm_curriculum(...)` (None: the plain recipe)
+                     itm:bool=True, # ITM too in the focus steps (False: MLM alone)
+                     start:int=0, # the first focus step (e.g. once ITM has had its own phase)
                     ):
-    "`step -> forward arguments` for the `Trainer`: focused masking alone for `focus_steps`, then `then` (None: nothing to do)."
+    "`step -> forward arguments` for the `Trainer`: focused masking in steps `start` .. `start + focus_steps - 1`, `then` before and after (None: nothing to do)."
     if focus is None or focus_steps <= 0: return then
     def kwargs(step:int) -> dict:
-        if step < focus_steps: return dict(mlm_focus=focus, itm=False)
+        if start <= step < start + focus_steps: return dict(mlm_focus=focus) if itm else dict(mlm_focus=focus, itm=False)
         return then(step) if then is not None else {}
     return kwargs
 
@@ -669,8 +671,9 @@ def pretrain_cli(
     mlm_after:float=None, # ITM alone before MLM joins: a fraction of the run if < 1, else steps (0: both from the start; default: the preset's)
     mlm_ramp:float=None, # then the MLM loss weight grows from 0 to 1 over this part of the run (fraction or steps; default: the preset's)
     itm_hard_negatives:float=0.0, # share of ITM negatives that are false captions of the image (synthetic data only)
-    mlm_focus:str=None, # focused masking first (chapter 8): comma-separated single-token words, e.g. red,green,blue (not in the paper)
-    focus_steps:float=0, # ... for this part of the run (fraction if < 1, else steps): MLM alone on one such word per caption, no ITM
+    mlm_focus:str=None, # focused masking (chapter 8): comma-separated single-token words, e.g. red,green,blue (not in the paper)
+    focus_steps:float=0, # ... for this part of the run (fraction if < 1, else steps): MLM on one such word per caption, with ITM
+    focus_after:float=None, # ... starting here (fraction or steps; default: --mlm-after, once ITM has had its own phase), BERT's masking after it
     backbone_weights:str=None, # the CNN's start: 'tags' (tag-train it on synthetic scenes first), a torchvision weights name, a file, or 'none' (default: the preset's)
     tag_steps:int=300, # with --backbone-weights tags: steps (of 64 images) of the tagging stage
     log_every:int=None, # steps between log lines (default: the preset's)
@@ -704,6 +707,9 @@ def pretrain_cli(
     if focus_steps < 0: raise CliError('--focus-steps must not be negative')
     if bool(mlm_focus) != (focus_steps > 0): raise CliError('--mlm-focus and --focus-steps go together: the words, and for how long')
     n_focus = run_steps(focus_steps, steps)
+    focus_start = mlm_start if focus_after is None else run_steps(focus_after, steps)
+    if focus_after is not None and focus_after < 0: raise CliError('--focus-after must not be negative')
+    if n_focus and focus_start + n_focus > mlm_start: mlm_start = focus_start + n_focus  # BERT's masking joins after the focus stretch
     world = int(os.environ.get('WORLD_SIZE', 1))
     batch_size = batch_size or tp['batch_size']
     grad_accum = 1
@@ -757,7 +763,7 @@ def pretrain_cli(
                      find_unused_parameters=(mlm_start > 0 or n_focus > 0) and world > 1)  # a head idles in the one-task steps
     try:
         trainer = Trainer(model, train, collate, args, save_extra=processor.save_pretrained, loader_fn=loader_fn,
-                          step_kwargs=focus_curriculum(focus, n_focus, then=mlm_curriculum(mlm_start, ramp_steps)))
+                          step_kwargs=focus_curriculum(focus, n_focus, then=mlm_curriculum(mlm_start, ramp_steps), start=focus_start))
         res = trainer.fit()
     except (NonFiniteLossError, FileExistsError, ValueError, UnsafeCheckpointError) as e:
         raise CliError(f"pixelbert-pretrain: {e}") from e

@@ -66,13 +66,14 @@ def test_bad_command_lines(kw, message, tmp_path):
     assert not (tmp_path / 'x' / 'log.jsonl').exists()
 
 
-def test_focused_masking_first(tmp_path):
-    "--mlm-focus: MLM alone on one colour word per caption for the first steps (no ITM), then the preset's curriculum."
+def test_focused_masking(tmp_path):
+    "--mlm-focus: focused MLM with ITM for --focus-steps from --focus-after; ITM alone before, BERT's masking once the stretch is over."
     out = tmp_path / 'f'
-    quiet_threads(lambda: pretrain_cli(**(FAST | dict(steps=4, mlm_after=0.5, mlm_focus='red,green,blue,yellow,orange,purple', focus_steps=2)), out=str(out)))
+    quiet_threads(lambda: pretrain_cli(**(FAST | dict(steps=5, mlm_after=0.6, mlm_focus='red,green,blue,yellow,orange,purple',
+                                                      focus_steps=1, focus_after=0)), out=str(out)))
     log = read_log(out / 'log.jsonl')
-    tasks = [(("mlm_loss" in r), ("itm_loss" in r)) for r in log]
-    assert tasks == [(True, False), (True, False), (True, True), (True, True)], tasks  # steps 3-4: mlm_after (2) has passed
+    tasks = [(('mlm_loss' in r), ('itm_loss' in r)) for r in log]
+    assert tasks == [(True, True), (False, True), (False, True), (True, True), (True, True)], tasks  # focus, ITM alone, then MLM at step 3
 
 
 def test_real_data_formats(tmp_path):
