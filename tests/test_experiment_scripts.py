@@ -107,3 +107,27 @@ def test_nlvr2_probe(final, tmp_path):
     p = subprocess.run([sys.executable, str(ROOT / 'scripts' / 'nlvr2_probe.py'), '--model', str(final), '--kinds', 'sides',
                         '--out', str(tmp_path / 'x')], capture_output=True, text=True, cwd=ROOT)
     assert p.returncode == 2 and "unknown statement kinds ['sides']" in p.stderr
+
+def test_cached_pretraining_focus(final, tmp_path):
+    "--focus color:2: the first 2 steps are MLM alone on one colour word per caption; then the recipe."
+    out = tmp_path / 'focus.json'
+    run('cached_pretraining.py', '--visual', final, '--steps', 4, '--every', 2, '--images', 20, '--batch', 4, '--focus', 'color+shape:2',
+        '--vqa-steps', 1, '--vqa-images', 20, '--test-images', 10, '--out', out)
+    r = json.loads(out.read_text())
+    assert r['args']['focus'] == 'color+shape:2' and [c['step'] for c in r['curve']] == [2, 4]
+    p = subprocess.run([sys.executable, str(ROOT / 'scripts' / 'cached_pretraining.py'), '--visual', str(final), '--focus', 'colour:5',
+                        '--out', str(tmp_path / 'x.json')], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert p.returncode == 2 and "unknown word kind(s) ['colour']" in p.stderr
+
+def test_pretrain_then_vqa(tmp_path):
+    "The demo's pre-training with focused masking mid-run, then its VQA run: result.json with both."
+    out = tmp_path / 'run'
+    log = run('pretrain_then_vqa.py', '--out', out, '--quick', '--set', 'mlm_focus=colors', 'focus_steps=5', 'focus_itm=True')
+    r = json.loads((out / 'result.json').read_text())
+    assert r['settings'] == dict(mlm_focus='colors', focus_steps=5.0, focus_itm=True)
+    assert 0 <= r['vqa']['accuracy'] <= 1 and set(r['vqa']['per_type']) >= {'color', 'shape'} and 'twins' in r['pretrain']
+    steps = [json.loads(l) for l in (out / 'pretrain' / 'log.jsonl').read_text().splitlines()]
+    assert any('mlm_loss' in s for s in steps) and all('itm_loss' in s for s in steps)  # focus with ITM alongside
+    p = subprocess.run([sys.executable, str(ROOT / 'scripts' / 'pretrain_then_vqa.py'), '--out', str(tmp_path / 'y'), '--set', 'mlm_fokus=colors'],
+                       capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert p.returncode == 2 and "unknown DemoConfig field 'mlm_fokus'" in p.stderr
