@@ -220,8 +220,10 @@ def _forward(self:PixelBertForPreTraining,
         if n_hard:  # the first n_hard negatives (random captions, as nt is shuffled) become own image + false caption
             neg_att = neg_attention_mask if neg_attention_mask is not None else torch.ones_like(neg_input_ids)
             neg_text = neg_input_ids
-            if mlm: neg_text, _ = mask_tokens(neg_input_ids, self.maskable(neg_input_ids, neg_att), c.mask_token_id,
-                                              c.vocab_size, c.mlm_probability, None, generator)
+            if mlm and mlm_focus is not None:  # false captions masked as the true ones are: the pattern must not give them away
+                neg_text, _ = focus_mask(neg_input_ids, mlm_focus, c.mask_token_id, neg_att, generator)
+            elif mlm: neg_text, _ = mask_tokens(neg_input_ids, self.maskable(neg_input_ids, neg_att), c.mask_token_id,
+                                                c.vocab_size, c.mlm_probability, None, generator)
             ni = torch.cat([nt[:n_hard], ni[n_hard:]])
             t = max(t, neg_text.shape[1])
             rows_ids += [_pad_to(neg_text[nt[:n_hard]], t), _pad_to(text[nt[n_hard:]], t)]
