@@ -23,7 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 import torch
 from pixelbert.processing import PixelBertProcessor
-from pixelbert.pretraining import PixelBertForPreTraining, mask_tokens
+from pixelbert.pretraining import PixelBertForPreTraining, mask_tokens, focus_mask
 from pixelbert.visual import VisualOutput
 from pixelbert.synth import SynthCaptions, SynthVQA, COLORS, SHAPES, SIZES, NUMBERS, PLURAL
 ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0], formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -92,6 +92,8 @@ words = {'color': list(COLORS), 'shape': list(SHAPES) + [PLURAL[s] for s in SHAP
          'number': list(NUMBERS), 'relation': ['left', 'right', 'above', 'below']}
 kind_ids = {k: torch.tensor(tok.convert_tokens_to_ids(v)) for k, v in words.items()}
 for v in kind_ids.values(): content_ids[v] = True
+focus_table = torch.zeros(len(tok), dtype=torch.bool)  # `--focus`: the ids of the chosen kinds' words
+for k in focus_kind.split('+') if focus_kind else []: focus_table[kind_ids[k]] = True
 
 def color_twin(cap, negs):
     "The false twin of `cap` that differs from it in one colour word only, or None."
@@ -120,16 +122,6 @@ def batch_of(ds, idx, feats, twins=None):
     cur['f'] = feats
     return dict(input_ids=t['input_ids'], attention_mask=t['attention_mask'], pixel_values=torch.tensor(imgs),
                 image_group=torch.tensor(imgs), neg_input_ids=n['input_ids'], neg_attention_mask=n['attention_mask'])
-
-def focus_mask(b, g):
-    "Only one word of `focus_kind` per caption that has one, replaced by [MASK] and labelled; nothing else."
-    ids, att = b['input_ids'], b['attention_mask']
-    cand = torch.isin(ids, torch.cat([kind_ids[k] for k in focus_kind.split('+')])) & att.bool()
-    sc = torch.rand(ids.shape, generator=g).masked_fill(~cand, 2.0)
-    rows = torch.nonzero(cand.any(1)).flatten(); cols = sc.argmin(1)[rows]
-    masked, labels = ids.clone(), torch.full_like(ids, -100)
-    labels[rows, cols] = ids[rows, cols]; masked[rows, cols] = cfg.mask_token_id
-    return masked, labels
 
 def content_mask(b, g):
     "BERT's masking of the batch, plus (`--content`) one content word of each chosen caption always replaced by [MASK]."
@@ -207,7 +199,7 @@ for step in range(1, a.steps + 1):
     b = batch_of(train, idx, ftr, twins if colour_phase else None)
     m.config.itm_hard_negatives = 1.0 if colour_phase else a.hard
     if step <= focus_steps:
-        masked, labels = focus_mask(b, g); b['input_ids'] = masked
+        masked, labels = focus_mask(b['input_ids'], focus_table, cfg.mask_token_id, b['attention_mask'], generator=g); b['input_ids'] = masked
         kw = dict(mlm_labels=labels, itm=False)
     elif colour_phase or step < start: kw = dict(mlm=False)
     else:
