@@ -132,12 +132,15 @@ def encoder_state(source) -> dict:
 
 def load_encoder(model, # a task model with `.pixelbert`
                  source, # a model object or a saved folder holding a Pixel-BERT encoder
+                 pooler:bool=True, # copy the [CLS] pooler too (False: `model` keeps its own, freshly initialised one)
                 ) -> dict:
     "Copy the encoder weights of `source` into `model.pixelbert` (every weight must fit); returns what was loaded."
     sd = encoder_state(source)
+    if not pooler: sd = {k: v for k, v in sd.items() if not k.startswith('pooler.')}
     name = type(source).__name__ if isinstance(source, torch.nn.Module) else str(source)
     try: missing, unexpected = model.pixelbert.load_state_dict(sd, strict=False)
     except RuntimeError as e: raise ValueError(f"the encoder of {name} does not fit this model: {str(e).splitlines()[-1].strip()}") from None
+    if not pooler: missing = [k for k in missing if not k.startswith('pooler.')]
     if missing or unexpected:
         raise ValueError(f"the encoder of {name} does not fit this model: missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}")
     return dict(tensors=len(sd), parameters=sum(v.numel() for v in sd.values()))
@@ -335,6 +338,7 @@ def finetune_cli(
     task:str, # vqa, nlvr2 or retrieval
     out:str=None, # output folder: final/ (model + processor), log.jsonl, loss.png, metrics.json (required)
     model:str=None, # pre-trained model folder, e.g. pixelbert-pretrain's DIR/final (default: from scratch)
+    fresh_pooler:store_true=False, # vqa, nlvr2: the head on a freshly initialised [CLS] pooler, not the pre-trained (ITM's) one (the demo's VQA: chapter 17)
     preset:str='tiny', # model preset when training from scratch; also picks the default learning rates
     steps:int=None, # optimizer steps (default: vqa 300, nlvr2 300, retrieval 150)
     data:str='synthetic', # synthetic | vqa:QUESTIONS,ANNOTATIONS,IMAGES | nlvr2:JSONL,IMAGES | karpathy:JSON,IMAGES
@@ -362,6 +366,9 @@ def finetune_cli(
         d = FINETUNE_DEFAULTS[task]
         steps = d['steps'] if steps is None else steps
         if steps < 1: raise ValueError(f"--steps must be positive, got {steps}")
+        if fresh_pooler and (task == 'retrieval' or model is None):
+            raise ValueError("--fresh-pooler takes vqa or nlvr2 from a pre-trained --model (retrieval's ranking head starts from "
+                             "the ITM head, which reads the pre-trained pooler)")
         if preset not in TRAIN_PRESETS: raise ValueError(f"unknown --preset {preset!r}; choose one of {sorted(TRAIN_PRESETS)}")
         _threads(threads)
         dev = resolve_device(device); prec = resolve_precision(precision, dev)
@@ -384,8 +391,8 @@ def finetune_cli(
         net = task_model(task, config, vocab)
         init = 'scratch'
         if model is not None:
-            loaded = load_encoder(net, mdir)
-            init = f"{mdir} ({loaded['parameters'] / 1e6:.2f}M encoder parameters)"
+            loaded = load_encoder(net, mdir, pooler=not fresh_pooler)
+            init = f"{mdir} ({loaded['parameters'] / 1e6:.2f}M encoder parameters{', a fresh pooler' if fresh_pooler else ''})"
             if task == 'retrieval' and (itm := itm_weights(mdir)) is not None:
                 rank_head_from_itm(net, itm); init += ', ranking head from the ITM head'
     except (ValueError, FileNotFoundError, NotADirectoryError, OSError) as e: raise CliError(f"pixelbert-finetune: {e}") from e
@@ -565,6 +572,7 @@ class DemoConfig:
     vqa_steps:int=250 # the budget of each of the three VQA runs
     vqa_batch:int=32
     vqa_lr:float=3e-4 # (1e-3 kept colour at the prior even after all-pixel pre-training: chapter 17)
+    vqa_fresh_pooler:bool=True # the answer head on a freshly initialised [CLS] pooler, not ITM's (chapter 17, "The pooler": VQA colour 0.34 -> 0.46)
     vqa_backbone_lr:float=1e-2
     nlvr2_pairs:int=2000 # NLVR2 training pairs
     nlvr2_steps:int=200
@@ -628,7 +636,7 @@ def demo_pretrain(cfg:DemoConfig, processor, out:Path, device, precision:str, pr
     "Pre-train with MLM + ITM (hard negatives) on the caption corpus; returns the model, held-out accuracies and the log."
     from pixelbert.synth import SynthCaptions
     from pixelbert.pretraining import PixelBertForPreTraining, PretrainingCollator, pretraining_config, evaluate_pretraining, evaluate_twins
-    from pixelbert.trainer import Trainer, TrainArgs, read_log, tagged_backbone, mlm_curriculum, run_steps, focus_curriculum
+    from pixelbert.trainer import Trainer, TrainArgs, read_log, tagged_backbone, pretraining_schedule
     config = pretraining_config(cfg.preset, processor.tokenizer, itm_hard_negatives=cfg.itm_hard_negatives,
                                 num_sampled_pixels=cfg.num_sampled_pixels, mlm_probability=cfg.mlm_probability, **cfg.model)
     train = SynthCaptions('train', n_images=cfg.pretrain_images, seed=cfg.seed)  # drawn with their false twins even when ITM does not use them: the demo's data as before (chapter 17, "Run to run")
@@ -643,13 +651,9 @@ def demo_pretrain(cfg:DemoConfig, processor, out:Path, device, precision:str, pr
                      save_every=cfg.pretrain_steps, keep_checkpoints=1, channels_last=demo_channels_last(cfg, device, precision))
     if cfg.pretrain_tasks not in ('mlm+itm', 'mlm', 'itm'):
         raise ValueError(f"pretrain_tasks must be 'mlm+itm', 'mlm' or 'itm'; got {cfg.pretrain_tasks!r}")
-    if cfg.pretrain_tasks == 'mlm+itm':  # ITM alone, then (if any) focused masking with ITM, then BERT's masking ramped in
-        mlm_start, n = run_steps(cfg.mlm_after, cfg.pretrain_steps), cfg.pretrain_steps
-        focus = demo_focus_ids(cfg, processor.tokenizer)
-        n_focus = run_steps(cfg.focus_steps, n) if focus is not None else 0
-        focus_start = mlm_start if cfg.focus_after is None else run_steps(cfg.focus_after, n)
-        if n_focus: mlm_start = max(mlm_start, focus_start + n_focus)
-        step_kwargs = focus_curriculum(focus, n_focus, then=mlm_curriculum(mlm_start, run_steps(cfg.mlm_ramp, n)), itm=cfg.focus_itm, start=focus_start)
+    if cfg.pretrain_tasks == 'mlm+itm':  # ITM alone, then (if any) focused masking, then BERT's masking ramped in
+        step_kwargs, _ = pretraining_schedule(cfg.pretrain_steps, cfg.mlm_after, cfg.mlm_ramp, demo_focus_ids(cfg, processor.tokenizer),
+                                              cfg.focus_steps, cfg.focus_after, cfg.focus_itm)
     else: step_kwargs = lambda step, off=dict(mlm='itm', itm='mlm')[cfg.pretrain_tasks]: {off: False}  # the other task switched off (no focus)
     if cfg.pretrain_steps > 0:
         Trainer(model, train, PretrainingCollator(processor), args, save_extra=processor.save_pretrained, step_kwargs=step_kwargs).fit()
@@ -680,7 +684,7 @@ def demo_vqa(cfg:DemoConfig, pre, processor, out:Path, device, precision:str, pr
         with clock(name):
             torch.manual_seed(cfg.seed + 1)  # the same head initialisation for all three
             m = task_model('vqa', pre.config, vocab)
-            if init is not None: load_encoder(m, init)
+            if init is not None: load_encoder(m, init, pooler=not cfg.vqa_fresh_pooler)
             log = finetune_task('vqa', m, train, processor, out/name, cfg.vqa_steps, cfg.vqa_batch, cfg.vqa_lr,
                                 cfg.vqa_backbone_lr, cfg.finetune_warmup, cfg.seed, device, precision, pixels, progress, cfg.log_every,
                                 channels_last=demo_channels_last(cfg, device, precision))

@@ -59,7 +59,7 @@ def focus_mask(
 ) -> tuple: # masked ids (b,t), labels (b,t): the original id where chosen, -100 elsewhere
     "Replace one token of `focus` per sequence by [MASK], drawn at random among that sequence's; sequences without one are left alone."
     if focus.ndim != 1 or focus.dtype != torch.bool: raise ValueError(f"focus must be a 1-D bool tensor over the vocabulary; got {tuple(focus.shape)} {focus.dtype}")
-    if input_ids.numel() and int(input_ids.max()) >= len(focus):
+    if input_ids.device.type == 'cpu' and input_ids.numel() and int(input_ids.max()) >= len(focus):  # (on an accelerator this check would wait for the device every step: the forward pass pads the table to the vocabulary instead)
         raise ValueError(f"token id {int(input_ids.max())} is outside the focus table ({len(focus)} ids): build it with the model's tokenizer")
     dev = input_ids.device
     cand = focus.to(dev)[input_ids]
@@ -200,6 +200,7 @@ def _forward(self:PixelBertForPreTraining,
     k = (c.num_sampled_pixels if self.training else None) if num_sampled_pixels == 'auto' else num_sampled_pixels
     # 1. mask
     text = input_ids
+    if mlm_focus is not None and len(mlm_focus) < c.vocab_size: mlm_focus = F.pad(mlm_focus, (0, c.vocab_size - len(mlm_focus)))  # ids past the tokenizer: never focus words
     if mlm and mlm_labels is None and mlm_focus is not None:
         text, mlm_labels = focus_mask(input_ids, mlm_focus, c.mask_token_id, attention_mask, generator)
     elif mlm and mlm_labels is None:

@@ -25,7 +25,7 @@ __all__ = ['MODEL_FILE', 'STATE_FILE', 'TRAIN_PRESETS', 'TrainArgs', 'unwrap', '
            'list_checkpoints', 'save_model', 'write_atomically', 'save_checkpoint', 'load_training_state',
            'load_model_weights', 'get_rng_state', 'set_rng_state', 'StopSignal', 'NonFiniteLossError', 'read_log',
            'plot_log', 'Trainer', 'tagged_backbone', 'mlm_curriculum', 'pretraining_data', 'focus_curriculum',
-           'parse_overrides', 'pretrain_cli']
+           'pretraining_schedule', 'parse_overrides', 'pretrain_cli']
 
 # %% ../nbs/09_trainer.ipynb #00d93d96
 @dataclass
@@ -633,6 +633,25 @@ def focus_curriculum(focus, # (vocab,) bool table of `pixelbert.pretraining.focu
         return then(step) if then is not None else {}
     return kwargs
 
+# %% ../nbs/09_trainer.ipynb #332b9510
+def pretraining_schedule(steps:int, # optimizer steps of the run
+                         mlm_after:float=0, # ITM alone before MLM joins: fraction of the run if < 1, else steps
+                         mlm_ramp:float=0, # then MLM's loss weight grows from 0 to 1 over this part of the run
+                         focus=None, # focused masking's (vocab,) bool table (`pixelbert.pretraining.focus_ids`), or None
+                         focus_steps:float=0, # ... for this part of the run (fraction or steps)
+                         focus_after:float|None=None, # ... starting here (fraction or steps; None: at `mlm_after`)
+                         focus_itm:bool=True, # ITM alongside in the focus steps (False: MLM alone)
+                        ) -> tuple: # (`step -> forward arguments` or None, dict of the phases in steps)
+    "The pre-training curriculum: ITM alone, then (if any) focused masking, then BERT's masking ramped in."
+    for name, v in dict(mlm_after=mlm_after, mlm_ramp=mlm_ramp, focus_steps=focus_steps, focus_after=focus_after).items():
+        if v is not None and v < 0: raise ValueError(f"{name} must not be negative; got {v}")
+    mlm_start, ramp = run_steps(mlm_after, steps), run_steps(mlm_ramp, steps)
+    n_focus = run_steps(focus_steps, steps) if focus is not None else 0
+    focus_start = mlm_start if focus_after is None else run_steps(focus_after, steps)
+    if n_focus: mlm_start = max(mlm_start, focus_start + n_focus)  # BERT's masking joins after the focus stretch
+    kwargs = focus_curriculum(focus, n_focus, then=mlm_curriculum(mlm_start, ramp), itm=focus_itm, start=focus_start)
+    return kwargs, dict(mlm_start=mlm_start, mlm_ramp=ramp, focus_start=focus_start if n_focus else None, focus_steps=n_focus)
+
 # %% ../nbs/09_trainer.ipynb #53c008c8
 def parse_overrides(spec:str|None) -> dict:
     "`'key=value,key=value'` -> dict, each value read as JSON when it parses (numbers, true/false, null), else as text."
@@ -672,8 +691,9 @@ def pretrain_cli(
     mlm_ramp:float=None, # then the MLM loss weight grows from 0 to 1 over this part of the run (fraction or steps; default: the preset's)
     itm_hard_negatives:float=0.0, # share of ITM negatives that are false captions of the image (synthetic data only)
     mlm_focus:str=None, # focused masking (chapter 8): comma-separated single-token words, e.g. red,green,blue (not in the paper)
-    focus_steps:float=0, # ... for this part of the run (fraction if < 1, else steps): MLM on one such word per caption, with ITM
+    focus_steps:float=0, # ... for this part of the run (fraction if < 1, else steps): MLM on one such word per caption, with ITM (unless --focus-alone)
     focus_after:float=None, # ... starting here (fraction or steps; default: --mlm-after, once ITM has had its own phase), BERT's masking after it
+    focus_alone:store_true=False, # ... MLM alone in the focus steps, without ITM (chapter 17: ITM then failed to start in every run)
     backbone_weights:str=None, # the CNN's start: 'tags' (tag-train it on synthetic scenes first), a torchvision weights name, a file, or 'none' (default: the preset's)
     tag_steps:int=300, # with --backbone-weights tags: steps (of 64 images) of the tagging stage
     log_every:int=None, # steps between log lines (default: the preset's)
@@ -700,16 +720,11 @@ def pretrain_cli(
     backbone_weights = backbone_weights if backbone_weights is not None else tp['backbone_weights']
     tag_cnn = backbone_weights is not None and backbone_weights.lower() == 'tags'
     mlm_after = tp['mlm_after'] if mlm_after is None else mlm_after
-    if mlm_after < 0: raise CliError('--mlm-after must not be negative')
     mlm_ramp = tp['mlm_ramp'] if mlm_ramp is None else mlm_ramp
-    if mlm_ramp < 0: raise CliError('--mlm-ramp must not be negative')
-    mlm_start, ramp_steps = run_steps(mlm_after, steps), run_steps(mlm_ramp, steps)  # the step where MLM joins, its ramp
-    if focus_steps < 0: raise CliError('--focus-steps must not be negative')
+    for flag, v in (('--mlm-after', mlm_after), ('--mlm-ramp', mlm_ramp), ('--focus-steps', focus_steps), ('--focus-after', focus_after)):
+        if v is not None and v < 0: raise CliError(f'{flag} must not be negative')
     if bool(mlm_focus) != (focus_steps > 0): raise CliError('--mlm-focus and --focus-steps go together: the words, and for how long')
-    n_focus = run_steps(focus_steps, steps)
-    focus_start = mlm_start if focus_after is None else run_steps(focus_after, steps)
-    if focus_after is not None and focus_after < 0: raise CliError('--focus-after must not be negative')
-    if n_focus and focus_start + n_focus > mlm_start: mlm_start = focus_start + n_focus  # BERT's masking joins after the focus stretch
+    if focus_alone and not mlm_focus: raise CliError('--focus-alone needs --mlm-focus and --focus-steps')
     world = int(os.environ.get('WORLD_SIZE', 1))
     batch_size = batch_size or tp['batch_size']
     grad_accum = 1
@@ -734,6 +749,7 @@ def pretrain_cli(
                                           itm_negative_ratio=itm_negative_ratio, itm_hard_negatives=itm_hard_negatives) | overrides)
         from pixelbert.pretraining import focus_ids
         focus = focus_ids(processor.tokenizer, [w.strip() for w in mlm_focus.split(',') if w.strip()]) if mlm_focus else None
+        schedule, phases = pretraining_schedule(steps, mlm_after, mlm_ramp, focus, focus_steps, focus_after, focus_itm=not focus_alone)
         if image_size:
             from pixelbert.processing import PixelBertImageProcessor
             processor = PixelBertProcessor(processor.tokenizer, PixelBertImageProcessor.for_config(model_config))
@@ -760,10 +776,10 @@ def pretrain_cli(
                      log_every=log_every or tp['log_every'], save_every=save_every or tp['save_every'],
                      keep_checkpoints=keep_checkpoints, num_workers=workers if workers is not None else tp['workers'],
                      device=device, precision=precision, compile=compile, channels_last=channels_last, progress=not no_progress,
-                     find_unused_parameters=(mlm_start > 0 or n_focus > 0) and world > 1)  # a head idles in the one-task steps
+                     find_unused_parameters=schedule is not None and world > 1)  # a head idles in the one-task steps
     try:
         trainer = Trainer(model, train, collate, args, save_extra=processor.save_pretrained, loader_fn=loader_fn,
-                          step_kwargs=focus_curriculum(focus, n_focus, then=mlm_curriculum(mlm_start, ramp_steps), start=focus_start))
+                          step_kwargs=schedule)
         res = trainer.fit()
     except (NonFiniteLossError, FileExistsError, ValueError, UnsafeCheckpointError) as e:
         raise CliError(f"pixelbert-pretrain: {e}") from e

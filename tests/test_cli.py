@@ -92,6 +92,11 @@ def test_finetune_eval_synthetic(tmp_path, capsys):
                     out=str(tmp_path / 'ev' / 'ret.json'), threads=1) == 0
     ev = json.loads((tmp_path / 'ev' / 'ret.json').read_text())
     assert ev['pool_images'] == 5 and ev['fast']['pairs'] < ev['exact']['pairs'] == 25
+    # --fresh-pooler: VQA from the same pre-trained folder, its pooler left as the head's initialisation made it
+    assert finetune_cli('vqa', out=str(tmp_path / 'vqa_fp'), model=str(tmp_path / 'pre'), fresh_pooler=True, **SMALL | dict(steps=1)) == 0
+    assert 'a fresh pooler' in json.loads((tmp_path / 'vqa_fp' / 'metrics.json').read_text())['init']
+    with pytest.raises(CliError, match='--fresh-pooler takes vqa or nlvr2'):
+        finetune_cli('retrieval', out=str(tmp_path / 'x'), model=str(tmp_path / 'pre'), fresh_pooler=True, **SMALL)
 
 def test_real_format_files(tmp_path):
     "Files written by pixelbert-synth go through the real readers: NLVR2 JSON lines, VQA v2 JSON, a Karpathy split."

@@ -60,6 +60,8 @@ def test_pretraining_learns(tmp_path):
     (dict(mlm_focus='red,ultramarine', focus_steps=1), "focus word 'ultramarine'"),
     (dict(mlm_focus='red'), 'go together'),
     (dict(focus_steps=1), 'go together'),
+    (dict(focus_alone=True), '--focus-alone needs'),
+    (dict(mlm_focus='red', focus_steps=1, focus_after=-1), '--focus-after must not be negative'),
 ])
 def test_bad_command_lines(kw, message, tmp_path):
     with pytest.raises(CliError, match=message): pretrain_cli(**(FAST | dict(steps=2) | kw), out=str(tmp_path / 'x'))
@@ -74,6 +76,11 @@ def test_focused_masking(tmp_path):
     log = read_log(out / 'log.jsonl')
     tasks = [(('mlm_loss' in r), ('itm_loss' in r)) for r in log]
     assert tasks == [(True, True), (False, True), (False, True), (True, True), (True, True)], tasks  # focus, ITM alone, then MLM at step 3
+    alone = tmp_path / 'a'  # --focus-alone: MLM without ITM in the focus step
+    quiet_threads(lambda: pretrain_cli(**(FAST | dict(steps=3, mlm_after=0.6, mlm_focus='red,green', focus_steps=1, focus_after=0,
+                                                      focus_alone=True)), out=str(alone)))
+    tasks = [(('mlm_loss' in r), ('itm_loss' in r)) for r in read_log(alone / 'log.jsonl')]
+    assert tasks == [(True, False), (False, True), (True, True)], tasks  # focus alone, ITM alone, then both
 
 
 def test_real_data_formats(tmp_path):
