@@ -8,6 +8,11 @@
 demo's 250 steps on 3,000 questions, scored on 1,500 test questions). Writes `OUT/result.json`: the held-out pre-training
 accuracies (MLM, ITM, ITM on false twins), VQA accuracy overall and per type, and the seconds of each part. Float32 by default
 (`--precision`), one thread (`--threads`): two runs fit a 2-core machine side by side (about 20 minutes each there).
+
+With `--model DIR` (a saved pre-training model, e.g. a demo run's `pretrain/final`), pre-training is skipped and only the
+VQA run is made, from that model (chapter 17, "The pooler": `--set vqa_fresh_pooler=False` against the default):
+
+    python scripts/pretrain_then_vqa.py --out runs/pooler_kept --seed 1 --model runs/demo/pretrain/final --set vqa_fresh_pooler=False
 """
 import argparse, dataclasses, json, shutil, time, typing
 from pathlib import Path
@@ -37,6 +42,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('--out', required=True); ap.add_argument('--seed', type=int, default=0)
     ap.add_argument('--backbone', default=None, help="a demo run's backbone/ folder to start from (default: tag-train the CNN)")
+    ap.add_argument('--model', default=None, help="a saved pre-training model: skip pre-training, fine-tune VQA from it")
     ap.add_argument('--set', nargs='*', default=[], metavar='KEY=VALUE', help='DemoConfig fields, e.g. mlm_focus=colors focus_steps=200')
     ap.add_argument('--quick', action='store_true', help="DemoConfig.quick's sizes (tests)")
     ap.add_argument('--precision', default='fp32'); ap.add_argument('--threads', type=int, default=1)
@@ -48,16 +54,24 @@ def main():
     from pixelbert.processing import PixelBertProcessor
     cfg = (DemoConfig.quick if a.quick else DemoConfig)(seed=a.seed, **settings)
     out = Path(a.out)
+    if a.model and a.backbone: ap.error("--model skips pre-training; --backbone has nothing to start")
     if a.backbone and not (out / 'backbone').exists():
         if not (Path(a.backbone) / 'backbone.safetensors').is_file(): ap.error(f"--backbone {a.backbone}: no backbone.safetensors there")
         shutil.copytree(a.backbone, out / 'backbone')
     t0 = time.time()
-    proc = PixelBertProcessor.from_preset(cfg.preset)
-    model, ev, _ = demo_pretrain(cfg, proc, out, torch.device('cpu'), a.precision, progress=False)
+    if a.model:
+        from pixelbert.cli import find_model_dir, load_processor
+        from pixelbert.pretraining import PixelBertForPreTraining
+        try: mdir = find_model_dir(a.model)
+        except (OSError, ValueError) as e: ap.error(f"--model: {e}")
+        proc, model, ev = load_processor(mdir), PixelBertForPreTraining.from_pretrained(mdir), None
+    else:
+        proc = PixelBertProcessor.from_preset(cfg.preset)
+        model, ev, _ = demo_pretrain(cfg, proc, out, torch.device('cpu'), a.precision, progress=False)
     t1 = time.time()
     v = demo_vqa(cfg, model, proc, out, torch.device('cpu'), a.precision, progress=False, kinds=('vqa',))['runs']['vqa']['eval']
-    res = dict(settings=settings, seed=a.seed, precision=a.precision, threads=a.threads, backbone=a.backbone,
-               pretrain={k: ev[k] for k in ('mlm_accuracy', 'itm_accuracy', 'mlm_majority_accuracy', 'twins')},
+    res = dict(settings=settings, seed=a.seed, precision=a.precision, threads=a.threads, backbone=a.backbone, model=a.model,
+               pretrain={k: ev[k] for k in ('mlm_accuracy', 'itm_accuracy', 'mlm_majority_accuracy', 'twins')} if ev else None,
                vqa=dict(accuracy=v['accuracy'], per_type=v.get('per_type')),
                pretrain_seconds=round(t1 - t0), vqa_seconds=round(time.time() - t1))
     (out / 'result.json').write_text(json.dumps(res, indent=1, default=str))

@@ -131,3 +131,14 @@ def test_pretrain_then_vqa(tmp_path):
     p = subprocess.run([sys.executable, str(ROOT / 'scripts' / 'pretrain_then_vqa.py'), '--out', str(tmp_path / 'y'), '--set', 'mlm_fokus=colors'],
                        capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert p.returncode == 2 and "unknown DemoConfig field 'mlm_fokus'" in p.stderr
+
+def test_vqa_from_saved_model(final, tmp_path):
+    "--model: no pre-training, the demo's VQA run from a saved model, with the pooler kept (--set vqa_fresh_pooler=False)."
+    out = tmp_path / 'run'
+    run('pretrain_then_vqa.py', '--out', out, '--quick', '--model', final, '--set', 'vqa_fresh_pooler=False')
+    r = json.loads((out / 'result.json').read_text())
+    assert r['pretrain'] is None and r['model'] == str(final) and r['settings'] == dict(vqa_fresh_pooler=False)
+    assert 0 <= r['vqa']['accuracy'] <= 1 and not (out / 'pretrain').exists()
+    p = subprocess.run([sys.executable, str(ROOT / 'scripts' / 'pretrain_then_vqa.py'), '--out', str(tmp_path / 'y'),
+                        '--model', str(tmp_path / 'none')], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert p.returncode == 2 and 'does not exist' in p.stderr
