@@ -776,7 +776,7 @@ def pretrain_cli(
                      log_every=log_every or tp['log_every'], save_every=save_every or tp['save_every'],
                      keep_checkpoints=keep_checkpoints, num_workers=workers if workers is not None else tp['workers'],
                      device=device, precision=precision, compile=compile, channels_last=channels_last, progress=not no_progress,
-                     find_unused_parameters=schedule is not None and world > 1)  # a head idles in the one-task steps
+                     find_unused_parameters=(phases['mlm_start'] > 0 or phases['focus_steps'] > 0) and world > 1)  # a head idles in the one-task steps
     try:
         trainer = Trainer(model, train, collate, args, save_extra=processor.save_pretrained, loader_fn=loader_fn,
                           step_kwargs=schedule)
