@@ -338,7 +338,7 @@ def finetune_cli(
     task:str, # vqa, nlvr2 or retrieval
     out:str=None, # output folder: final/ (model + processor), log.jsonl, loss.png, metrics.json (required)
     model:str=None, # pre-trained model folder, e.g. pixelbert-pretrain's DIR/final (default: from scratch)
-    fresh_pooler:store_true=False, # vqa, nlvr2: the head on a freshly initialised [CLS] pooler, not the pre-trained (ITM's) one (the demo's VQA: chapter 17)
+    fresh_pooler:store_true=False, # vqa, nlvr2: the head on a freshly initialised [CLS] pooler, not the pre-trained (ITM's) one (chapter 17, "The pooler": it helped VQA on one seed of four)
     preset:str='tiny', # model preset when training from scratch; also picks the default learning rates
     steps:int=None, # optimizer steps (default: vqa 300, nlvr2 300, retrieval 150)
     data:str='synthetic', # synthetic | vqa:QUESTIONS,ANNOTATIONS,IMAGES | nlvr2:JSONL,IMAGES | karpathy:JSON,IMAGES
