@@ -10,9 +10,10 @@ accuracies (MLM, ITM, ITM on false twins), VQA accuracy overall and per type, an
 (`--precision`), one thread (`--threads`): two runs fit a 2-core machine side by side (about 20 minutes each there).
 
 With `--model DIR` (a saved pre-training model, e.g. a demo run's `pretrain/final`), pre-training is skipped and only the
-VQA run is made, from that model (chapter 17, "The pooler": `--set vqa_fresh_pooler=False` against the default):
+VQA run is made, from that model (chapter 17, "The pooler": `--set vqa_fresh_pooler=True` against the default, which
+copies the pre-trained pooler):
 
-    python scripts/pretrain_then_vqa.py --out runs/pooler_kept --seed 1 --model runs/demo/pretrain/final --set vqa_fresh_pooler=False
+    python scripts/pretrain_then_vqa.py --out runs/pooler_fresh --seed 1 --model runs/demo/pretrain/final --set vqa_fresh_pooler=True
 """
 import argparse, dataclasses, json, shutil, time, typing
 from pathlib import Path
