@@ -30,7 +30,7 @@ class PixelBertConfig(PretrainedConfig):
         initializer_range:float=0.02, # std of the normal initialisation
         layer_norm_eps:float=1e-12, # LayerNorm epsilon
         pad_token_id:int=0, # id of [PAD]
-        backbone:str="resnet50", # CNN name: a torchvision ResNet/ResNeXt name or 'tiny_cnn'
+        backbone:str="resnet50", # CNN name: a torchvision ResNet/ResNeXt name, 'tiny_cnn' or 'tiny_cnn_deep'
         backbone_weights:str|None=None, # torchvision weights enum member, e.g. 'IMAGENET1K_V2' (None: random init)
         freeze_backbone_bn:bool=True, # keep backbone batch-norm statistics and affine parameters fixed (paper: open)
         visual_conv_dim:int=768, # channels of the extra conv after the backbone (paper: open)

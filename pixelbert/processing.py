@@ -140,7 +140,7 @@ def image_to_tensor(
 # %% ../nbs/03_processing.ipynb #1d092a3a
 def _backbone_stride(name:str) -> int:
     "Total down-sampling of the CNN trunk `name` (chapter 4's `build_backbone(name).stride`, without building it)."
-    if name == "tiny_cnn": return 8
+    if name.startswith("tiny_cnn"): return 8  # tiny_cnn, tiny_cnn_deep
     if name.startswith(("resnet", "resnext", "wide_resnet")): return 32  # torchvision ResNets: layer4 at 1/32
     raise ValueError(f"unknown backbone {name!r}: cannot tell its stride; pass size_divisor explicitly")
 
@@ -244,7 +244,7 @@ class PixelBertProcessor:
     ) -> "PixelBertProcessor":
         "The processor of a named configuration preset."
         config = PixelBertConfig.from_preset(name)
-        if config.backbone == "tiny_cnn": tok = synthetic_tokenizer(model_max_length=config.max_position_embeddings)
+        if config.backbone.startswith("tiny_cnn"): tok = synthetic_tokenizer(model_max_length=config.max_position_embeddings)
         else: tok = load_tokenizer("bert-base-uncased", local_files_only=local_files_only)
         if len(tok) > config.vocab_size:
             raise ValueError(f"tokenizer of {len(tok)} tokens does not fit the {name!r} preset's vocab_size {config.vocab_size}")

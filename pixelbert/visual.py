@@ -19,9 +19,9 @@ from torchvision.models import WeightsEnum, get_model, get_model_weights
 from transformers.utils import ModelOutput
 
 # %% auto #0
-__all__ = ['RESNETS', 'BACKBONES', 'STATE_DICT_SUFFIXES', 'FrozenBatchNorm2d', 'Backbone', 'tiny_cnn', 'resnet_trunk',
-           'resolve_weights', 'load_state_dict_file', 'build_backbone', 'downsample_mask', 'zero_padding',
-           'VisualOutput', 'check_pixel_inputs', 'VisualEncoder', 'sample_pixels', 'PixelSampler']
+__all__ = ['TINY_CNNS', 'RESNETS', 'BACKBONES', 'STATE_DICT_SUFFIXES', 'FrozenBatchNorm2d', 'Backbone', 'tiny_cnn',
+           'resnet_trunk', 'resolve_weights', 'load_state_dict_file', 'build_backbone', 'downsample_mask',
+           'zero_padding', 'VisualOutput', 'check_pixel_inputs', 'VisualEncoder', 'sample_pixels', 'PixelSampler']
 
 # %% ../nbs/04_visual.ipynb #1e485307
 class FrozenBatchNorm2d(nn.Module):
@@ -61,24 +61,31 @@ class Backbone(nn.Sequential):
         self.out_channels, self.stride, self.name = out_channels, stride, name
 
 # %% ../nbs/04_visual.ipynb #a81407d0
+TINY_CNNS = {"tiny_cnn": 1, "tiny_cnn_deep": 2}  # backbone name -> conv layers per stage
+
 def tiny_cnn(
     norm_layer:type=nn.BatchNorm2d, # `nn.BatchNorm2d` or `FrozenBatchNorm2d`
     widths:tuple=(32, 64, 128, 128), # output channels of each stage
     strides:tuple=(2, 2, 2, 1), # stride of each stage
+    depth:int=1, # 3x3 conv + norm + ReLU layers per stage, the first with the stage's stride (`TINY_CNNS`)
 ) -> Backbone:
-    "A small CNN (about 240k parameters) for the `tiny` preset: 3x3 conv + norm + ReLU stages."
+    "A small CNN (about 240k parameters at depth 1, 580k at depth 2) for the `tiny` preset: stages of 3x3 conv + norm + ReLU."
     stages, c_in = [], 3
     for i, (c_out, s) in enumerate(zip(widths, strides)):
-        conv = nn.Conv2d(c_in, c_out, 3, stride=s, padding=1, bias=False)
-        nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
-        stages.append((f"stage{i+1}", nn.Sequential(conv, norm_layer(c_out), nn.ReLU(inplace=True))))
+        layers = []
+        for j in range(depth):
+            conv = nn.Conv2d(c_in if j == 0 else c_out, c_out, 3, stride=s if j == 0 else 1, padding=1, bias=False)
+            nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
+            layers += [conv, norm_layer(c_out), nn.ReLU(inplace=True)]
+        stages.append((f"stage{i+1}", nn.Sequential(*layers)))
         c_in = c_out
-    return Backbone(stages, out_channels=c_in, stride=math.prod(strides), name="tiny_cnn")
+    name = {d: n for n, d in TINY_CNNS.items()}.get(depth, f"tiny_cnn(depth={depth})")
+    return Backbone(stages, out_channels=c_in, stride=math.prod(strides), name=name)
 
 # %% ../nbs/04_visual.ipynb #8fed293b
 RESNETS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
            "resnext50_32x4d", "resnext101_32x8d", "resnext101_64x4d")
-BACKBONES = RESNETS + ("tiny_cnn",)
+BACKBONES = RESNETS + tuple(TINY_CNNS)
 
 def resnet_trunk(
     name:str, # a torchvision ResNet / ResNeXt name, one of `RESNETS`
@@ -142,7 +149,7 @@ def load_state_dict_file(
 
 # %% ../nbs/04_visual.ipynb #c57eb14f
 def build_backbone(
-    name:str, # one of `BACKBONES`: a torchvision ResNet/ResNeXt name or 'tiny_cnn'
+    name:str, # one of `BACKBONES`: a torchvision ResNet/ResNeXt name, 'tiny_cnn' or 'tiny_cnn_deep'
     weights:str|Path|WeightsEnum|None=None, # None (random init), a torchvision enum member or its name, or a local state-dict file
     freeze_bn:bool=False, # replace batch norm by `FrozenBatchNorm2d` (statistics and affine fixed)
 ) -> Backbone:
@@ -150,7 +157,7 @@ def build_backbone(
     if name not in BACKBONES: raise ValueError(f"unknown backbone {name!r}; choose one of {list(BACKBONES)}")
     norm_layer = FrozenBatchNorm2d if freeze_bn else nn.BatchNorm2d
     weights = resolve_weights(name, weights)
-    if name == "tiny_cnn": net = tiny_cnn(norm_layer)
+    if name in TINY_CNNS: net = tiny_cnn(norm_layer, depth=TINY_CNNS[name])
     else: net = resnet_trunk(name, weights if isinstance(weights, WeightsEnum) else None, norm_layer)
     if isinstance(weights, Path):
         sd = {k: v for k, v in load_state_dict_file(weights).items() if not k.startswith("fc.")}  # the classifier is cut off

@@ -14,19 +14,32 @@ VQA run is made, from that model (chapter 17, "The pooler": `--set vqa_fresh_poo
 copies the pre-trained pooler):
 
     python scripts/pretrain_then_vqa.py --out runs/pooler_fresh --seed 1 --model runs/demo/pretrain/final --set vqa_fresh_pooler=True
+
+`--tasks vqa,nlvr2,retrieval` makes the demo's NLVR2 and retrieval runs too (scored as the demo scores them), and
+`--set model.KEY=VALUE` changes one field of the model's configuration (chapter 17, "A deeper CNN"):
+
+    python scripts/pretrain_then_vqa.py --out runs/deep --seed 1 --set model.backbone=tiny_cnn_deep --tasks vqa,nlvr2,retrieval
 """
 import argparse, dataclasses, json, shutil, time, typing
 from pathlib import Path
 import torch
 
 def parse_settings(pairs:list) -> dict:
-    "`key=value` strings -> `DemoConfig` overrides, each value converted to its field's type; unknown keys are an error."
+    "`key=value` strings -> `DemoConfig` overrides, each value converted to its field's type (`model.KEY=VALUE`: one entry of its model dict); unknown keys are an error."
     from pixelbert.cli import DemoConfig
     fields = {f.name: f for f in dataclasses.fields(DemoConfig)}
     out = {}
     for p in pairs:
         k, eq, v = p.partition('=')
         if not eq: raise ValueError(f"--set takes key=value pairs; got {p!r}")
+        if k.startswith('model.'):  # a model configuration field on top of DemoConfig.model, e.g. model.backbone=tiny_cnn_deep
+            from pixelbert.config import PixelBertConfig
+            name = k[len('model.'):]
+            if not hasattr(PixelBertConfig.from_preset('tiny'), name): raise ValueError(f"unknown model configuration field {name!r}")
+            try: val = json.loads(v)
+            except json.JSONDecodeError: val = v  # a bare string
+            out['model'] = {**out.get('model', DemoConfig().model), name: val}
+            continue
         if k not in fields: raise ValueError(f"unknown DemoConfig field {k!r}")
         t = str(fields[k].type)
         if v == 'None' and 'None' in t: out[k] = None
@@ -44,14 +57,17 @@ def main():
     ap.add_argument('--out', required=True); ap.add_argument('--seed', type=int, default=0)
     ap.add_argument('--backbone', default=None, help="a demo run's backbone/ folder to start from (default: tag-train the CNN)")
     ap.add_argument('--model', default=None, help="a saved pre-training model: skip pre-training, fine-tune VQA from it")
-    ap.add_argument('--set', nargs='*', default=[], metavar='KEY=VALUE', help='DemoConfig fields, e.g. mlm_focus=colors focus_steps=200')
+    ap.add_argument('--set', nargs='*', default=[], metavar='KEY=VALUE', help='DemoConfig fields, e.g. mlm_focus=colors focus_steps=200, or model configuration fields, e.g. model.backbone=tiny_cnn_deep')
+    ap.add_argument('--tasks', default='vqa', help="the demo's fine-tuning runs to make, comma-separated: vqa, nlvr2, retrieval")
     ap.add_argument('--quick', action='store_true', help="DemoConfig.quick's sizes (tests)")
     ap.add_argument('--precision', default='fp32'); ap.add_argument('--threads', type=int, default=1)
     a = ap.parse_args()
     try: settings = parse_settings(a.set)
     except ValueError as e: ap.error(str(e))
+    tasks = a.tasks.split(',')
+    if not tasks or set(tasks) - {'vqa', 'nlvr2', 'retrieval'}: ap.error(f"--tasks: choose from vqa, nlvr2, retrieval; got {a.tasks!r}")
     torch.set_num_threads(a.threads)
-    from pixelbert.cli import DemoConfig, demo_pretrain, demo_vqa
+    from pixelbert.cli import DemoConfig, demo_pretrain, demo_vqa, demo_nlvr2, demo_retrieval
     from pixelbert.processing import PixelBertProcessor
     cfg = (DemoConfig.quick if a.quick else DemoConfig)(seed=a.seed, **settings)
     out = Path(a.out)
@@ -70,11 +86,22 @@ def main():
         proc = PixelBertProcessor.from_preset(cfg.preset)
         model, ev, _ = demo_pretrain(cfg, proc, out, torch.device('cpu'), a.precision, progress=False)
     t1 = time.time()
-    v = demo_vqa(cfg, model, proc, out, torch.device('cpu'), a.precision, progress=False, kinds=('vqa',))['runs']['vqa']['eval']
     res = dict(settings=settings, seed=a.seed, precision=a.precision, threads=a.threads, backbone=a.backbone, model=a.model,
                pretrain={k: ev[k] for k in ('mlm_accuracy', 'itm_accuracy', 'mlm_majority_accuracy', 'twins')} if ev else None,
-               vqa=dict(accuracy=v['accuracy'], per_type=v.get('per_type')),
-               pretrain_seconds=round(t1 - t0), vqa_seconds=round(time.time() - t1))
+               pretrain_seconds=round(t1 - t0))
+    cpu = torch.device('cpu')
+    for task in tasks:
+        t = time.time()
+        if task == 'vqa':
+            v = demo_vqa(cfg, model, proc, out, cpu, a.precision, progress=False, kinds=('vqa',))['runs']['vqa']['eval']
+            res['vqa'] = dict(accuracy=v['accuracy'], per_type=v.get('per_type'))
+        elif task == 'nlvr2':
+            e = demo_nlvr2(cfg, model, proc, out, cpu, a.precision, progress=False)['eval']
+            res['nlvr2'] = {k: e[k] for k in ('accuracy', 'predicted_true', 'majority_accuracy') if k in e}
+        else:
+            e = demo_retrieval(cfg, model, proc, out, cpu, a.precision, progress=False)['eval']
+            res['retrieval'] = {k: e[k] for k in ('tr_r1', 'tr_r5', 'tr_r10', 'ir_r1', 'ir_r5', 'ir_r10') if k in e}
+        res[f'{task}_seconds'] = round(time.time() - t)
     (out / 'result.json').write_text(json.dumps(res, indent=1, default=str))
     print(json.dumps(res, default=str))
 

@@ -5,6 +5,8 @@
 import json, os, subprocess, sys
 from pathlib import Path
 import pytest, torch
+from safetensors.torch import load_file
+from pixelbert.cli import DemoConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -122,23 +124,35 @@ def test_cached_pretraining_focus(final, tmp_path):
 def test_pretrain_then_vqa(tmp_path):
     "The demo's pre-training with focused masking mid-run, then its VQA run: result.json with both."
     out = tmp_path / 'run'
-    log = run('pretrain_then_vqa.py', '--out', out, '--quick', '--set', 'mlm_focus=colors', 'focus_steps=5', 'focus_itm=True')
+    log = run('pretrain_then_vqa.py', '--out', out, '--quick', '--set', 'mlm_focus=colors', 'focus_steps=5', 'focus_itm=True',
+              'model.backbone=tiny_cnn_deep')
     r = json.loads((out / 'result.json').read_text())
-    assert r['settings'] == dict(mlm_focus='colors', focus_steps=5.0, focus_itm=True)
+    model = DemoConfig().model | dict(backbone='tiny_cnn_deep')  # a model field on top of the demo's own overrides
+    assert r['settings'] == dict(mlm_focus='colors', focus_steps=5.0, focus_itm=True, model=model)
+    assert json.loads((out / 'pretrain' / 'final' / 'config.json').read_text())['backbone'] == 'tiny_cnn_deep'
+    assert load_file(out / 'backbone' / 'backbone.safetensors')['stage1.3.weight'].shape == (32, 32, 3, 3)  # the second conv of stage 1
     assert 0 <= r['vqa']['accuracy'] <= 1 and set(r['vqa']['per_type']) >= {'color', 'shape'} and 'twins' in r['pretrain']
     steps = [json.loads(l) for l in (out / 'pretrain' / 'log.jsonl').read_text().splitlines()]
     assert any('mlm_loss' in s for s in steps) and all('itm_loss' in s for s in steps)  # focus with ITM alongside
     p = subprocess.run([sys.executable, str(ROOT / 'scripts' / 'pretrain_then_vqa.py'), '--out', str(tmp_path / 'y'), '--set', 'mlm_fokus=colors'],
                        capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert p.returncode == 2 and "unknown DemoConfig field 'mlm_fokus'" in p.stderr
+    p = subprocess.run([sys.executable, str(ROOT / 'scripts' / 'pretrain_then_vqa.py'), '--out', str(tmp_path / 'y'), '--set', 'model.backbon=x'],
+                       capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert p.returncode == 2 and "unknown model configuration field 'backbon'" in p.stderr
 
 def test_vqa_from_saved_model(final, tmp_path):
-    "--model: no pre-training, the demo's VQA run from a saved model, with the pooler kept (--set vqa_fresh_pooler=False)."
+    "--model: no pre-training, the demo's VQA, NLVR2 and retrieval runs from a saved model, with the pooler kept (--set vqa_fresh_pooler=False)."
     out = tmp_path / 'run'
-    run('pretrain_then_vqa.py', '--out', out, '--quick', '--model', final, '--set', 'vqa_fresh_pooler=False')
+    run('pretrain_then_vqa.py', '--out', out, '--quick', '--model', final, '--set', 'vqa_fresh_pooler=False', '--tasks', 'vqa,nlvr2,retrieval')
     r = json.loads((out / 'result.json').read_text())
     assert r['pretrain'] is None and r['model'] == str(final) and r['settings'] == dict(vqa_fresh_pooler=False)
     assert 0 <= r['vqa']['accuracy'] <= 1 and not (out / 'pretrain').exists()
+    assert 0 <= r['nlvr2']['accuracy'] <= 1 and 0 <= r['nlvr2']['predicted_true'] <= 1 and (out / 'nlvr2' / 'test_predictions.csv').is_file()
+    assert set(r['retrieval']) == {'tr_r1', 'tr_r5', 'tr_r10', 'ir_r1', 'ir_r5', 'ir_r10'} and r['retrieval_seconds'] >= 0
+    p = subprocess.run([sys.executable, str(ROOT / 'scripts' / 'pretrain_then_vqa.py'), '--out', str(tmp_path / 'y'), '--tasks', 'vqa,itm'],
+                       capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert p.returncode == 2 and "--tasks: choose from vqa, nlvr2, retrieval" in p.stderr
     p = subprocess.run([sys.executable, str(ROOT / 'scripts' / 'pretrain_then_vqa.py'), '--out', str(tmp_path / 'y'),
                         '--model', str(tmp_path / 'none')], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert p.returncode == 2 and 'does not exist' in p.stderr

@@ -17,14 +17,14 @@ WIDE = {"resnet18": 512, "resnet34": 512}  # every other torchvision backbone en
 def test_every_backbone_builds_with_right_stride_and_channels(name):
     torch.manual_seed(0)
     bb = build_backbone(name, weights=None).eval()
-    channels, stride = (128, 8) if name == "tiny_cnn" else (WIDE.get(name, 2048), 32)
+    channels, stride = (128, 8) if name.startswith("tiny_cnn") else (WIDE.get(name, 2048), 32)
     assert (bb.out_channels, bb.stride, bb.name) == (channels, stride, name)
     with torch.no_grad(): out = bb(torch.randn(1, 3, 70, 45))
     assert out.shape == (1, channels, math.ceil(70 / stride), math.ceil(45 / stride))
     assert out.isfinite().all()
 
 
-@pytest.mark.parametrize("name", ["tiny_cnn", "resnet18"])
+@pytest.mark.parametrize("name", ["tiny_cnn", "tiny_cnn_deep", "resnet18"])
 def test_freeze_bn_leaves_no_trainable_batch_norm(name):
     bb = build_backbone(name, freeze_bn=True)
     assert not any(isinstance(m, nn.BatchNorm2d) for m in bb.modules())
