@@ -56,7 +56,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('--out', required=True); ap.add_argument('--seed', type=int, default=0)
     ap.add_argument('--backbone', default=None, help="a demo run's backbone/ folder to start from (default: tag-train the CNN)")
-    ap.add_argument('--model', default=None, help="a saved pre-training model: skip pre-training, fine-tune VQA from it")
+    ap.add_argument('--model', default=None, help="a saved pre-training model: skip pre-training, make the --tasks runs from it")
     ap.add_argument('--set', nargs='*', default=[], metavar='KEY=VALUE', help='DemoConfig fields, e.g. mlm_focus=colors focus_steps=200, or model configuration fields, e.g. model.backbone=tiny_cnn_deep')
     ap.add_argument('--tasks', default='vqa', help="the demo's fine-tuning runs to make, comma-separated: vqa, nlvr2, retrieval")
     ap.add_argument('--quick', action='store_true', help="DemoConfig.quick's sizes (tests)")
@@ -72,6 +72,7 @@ def main():
     cfg = (DemoConfig.quick if a.quick else DemoConfig)(seed=a.seed, **settings)
     out = Path(a.out)
     if a.model and a.backbone: ap.error("--model skips pre-training; --backbone has nothing to start")
+    if a.model and 'model' in settings: ap.error("--model brings its own configuration; --set model.KEY=VALUE has nothing to change")
     if a.backbone and not (out / 'backbone').exists():
         if not (Path(a.backbone) / 'backbone.safetensors').is_file(): ap.error(f"--backbone {a.backbone}: no backbone.safetensors there")
         shutil.copytree(a.backbone, out / 'backbone')

@@ -153,6 +153,9 @@ def test_vqa_from_saved_model(final, tmp_path):
     p = subprocess.run([sys.executable, str(ROOT / 'scripts' / 'pretrain_then_vqa.py'), '--out', str(tmp_path / 'y'), '--tasks', 'vqa,itm'],
                        capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert p.returncode == 2 and "--tasks: choose from vqa, nlvr2, retrieval" in p.stderr
+    p = subprocess.run([sys.executable, str(ROOT / 'scripts' / 'pretrain_then_vqa.py'), '--out', str(tmp_path / 'y'), '--model', str(final),
+                        '--set', 'model.backbone=tiny_cnn_deep'], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert p.returncode == 2 and "--model brings its own configuration" in p.stderr
     p = subprocess.run([sys.executable, str(ROOT / 'scripts' / 'pretrain_then_vqa.py'), '--out', str(tmp_path / 'y'),
                         '--model', str(tmp_path / 'none')], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert p.returncode == 2 and 'does not exist' in p.stderr
