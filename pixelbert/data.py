@@ -200,16 +200,19 @@ def read_coco_captions(
     image_dir, r = Path(image_dir), _Reader(ann_file, on_error, check_images)
     data = _load_json(ann_file)
     images, anns = _top(data, "images", list, ann_file), _top(data, "annotations", list, ann_file)
-    files = {}
+    files, bad_images = {}, set()  # ids of image records that were bad (counted there; their captions are not counted again)
     for i, rec in enumerate(images):
+        n_bad = r.report.n_skipped
         with r.record(_where("images", i, rec)):
             iid, name = _get(rec, "id", int), _text(rec, "file_name")
             for k in ("height", "width"):
                 if k in rec: _get(rec, k, int)
             if iid in files: raise _BadRecord("duplicate_id", f"image id {iid} appears twice")
             files[iid] = r.image(image_dir/name)
+        if r.report.n_skipped > n_bad and isinstance(rec, dict) and _isa(rec.get("id"), int) and rec["id"] not in files: bad_images.add(rec["id"])
     samples = []
     for i, rec in enumerate(anns):
+        if isinstance(rec, dict) and _isa(rec.get("image_id"), int) and rec["image_id"] in bad_images: continue  # counted already
         with r.record(_where("annotations", i, rec)):
             _get(rec, "id", int)
             iid, caption = _get(rec, "image_id", int), _text(rec, "caption")
@@ -222,10 +225,10 @@ def integer_ids(
     image_ids, # image ids, repeats allowed
     start:int=1, # first number given when the ids are not all integers already
 ) -> dict: # image id -> int
-    "Integer ids for COCO, Visual Genome and VQA files: integer-like ids keep their value, otherwise all are numbered in order."
+    "Integer ids for COCO, Visual Genome and VQA files: integer-like ids keep their value (when no two are the same number), otherwise all are numbered in order."
     uniq = list(dict.fromkeys(image_ids))
-    if all(str(i).isdigit() for i in uniq): return {i: int(i) for i in uniq}
-    return {i: start + k for k, i in enumerate(uniq)}
+    if all(str(i).isdigit() for i in uniq) and len({int(i) for i in uniq}) == len(uniq): return {i: int(i) for i in uniq}
+    return {i: start + k for k, i in enumerate(uniq)}  # not all integers, or two of them equal as numbers ('007', '7')
 
 def _int_ids(samples, ids) -> dict:
     "The writers' id map: `ids` as given (checked to cover every sample and be injective), else `integer_ids`."
@@ -321,6 +324,8 @@ def write_vg_regions(
     return _dump([dict(id=iid, regions=regs) for iid, regs in entries.items()], root/"region_descriptions.json")
 
 # %% ../nbs/02_data.ipynb #d0d40178
+_VQA_IMAGE_SUBTYPE = {"test-dev2015": "test2015"}  # a question split -> the COCO image split it draws on
+
 def read_vqa(
     questions_file:str|Path, # `v2_OpenEnded_mscoco_{subtype}_questions.json`
     annotations_file:str|Path|None=None, # `v2_mscoco_{subtype}_annotations.json`; None for the test split (answers=[])
@@ -335,9 +340,10 @@ def read_vqa(
     questions = _top(qdata, "questions", list, qfile)
     subtype = qdata.get("data_subtype")
     if not isinstance(subtype, str) or not subtype:
-        m = re.search(r"mscoco_(\w+?)_questions\.json$", qfile.name)
+        m = re.search(r"mscoco_([\w-]+?)_questions\.json$", qfile.name)
         if not m: raise DataFormatError(f"{qfile}: no 'data_subtype' to name the images by, and none in the file name")
         subtype = m.group(1)
+    subtype = _VQA_IMAGE_SUBTYPE.get(subtype, subtype)  # test-dev's images are test2015's
     image_dir = Path(image_dir) if image_dir is not None else qfile.parent.parent/"Images"/"mscoco"/subtype
     anns, bad_anns = None, set()  # question ids whose annotation was bad (counted there, not again)
     if annotations_file is not None:
@@ -346,7 +352,7 @@ def read_vqa(
         r.report.source = f"{qfile} + {afile.name}"
         for i, rec in enumerate(_top(_load_json(afile), "annotations", list, afile)):
             n_bad = r.report.n_skipped
-            with ar.record(_where(f"{afile.name}: annotations", i, rec, "question_id")):
+            with ar.record(_where("annotations", i, rec, "question_id")):
                 qid, answers = _get(rec, "question_id", int), _get(rec, "answers", list)
                 _get(rec, "image_id", int)
                 for k in ("question_type", "answer_type", "multiple_choice_answer"): _get(rec, k, str)
@@ -382,7 +388,7 @@ def _answer_type(a:str) -> str: return "yes/no" if a in ("yes", "no") else "numb
 def write_vqa(
     samples:list, # `VQASample`s with, unless `with_answers=False`, 10 answers each
     root:str|Path, # writes `Questions/`, `Annotations/` and `Images/mscoco/{subtype}/`
-    subtype:str="train2014", # the split's name in the official file names (train2014, val2014, test2015)
+    subtype:str="train2014", # the split's name in the official file names (train2014, val2014, test2015, test-dev2015)
     with_answers:bool=True, # False writes questions only, like the test split
     ids:dict|None=None, # image id -> integer id (default: `integer_ids`)
 ) -> tuple: # (questions file, annotations file or None)
@@ -391,8 +397,9 @@ def write_vqa(
     if with_answers:
         for s in samples:
             if len(s.answers) != 10: raise ValueError(f"question {s.question_id}: VQA v2 needs 10 answers, got {len(s.answers)}")
+    images = _VQA_IMAGE_SUBTYPE.get(subtype, subtype)
     for iid, ref in _unique_images(samples).items():
-        _save_image(ref, root/"Images"/"mscoco"/subtype/f"COCO_{subtype}_{ids[iid]:012d}.jpg", quality=95)
+        _save_image(ref, root/"Images"/"mscoco"/images/f"COCO_{images}_{ids[iid]:012d}.jpg", quality=95)
     head = dict(info=dict(description="pixelbert synthetic world as VQA v2"), license=dict(name="synthetic"), data_subtype=subtype)
     qs = [dict(image_id=ids[s.image_id], question=s.question, question_id=int(s.question_id)) for s in samples]
     qfile = _dump(dict(head, task_type="Open-Ended", data_type="mscoco", questions=qs), root/"Questions"/f"v2_OpenEnded_mscoco_{subtype}_questions.json")
@@ -418,7 +425,7 @@ def read_nlvr2(
     jsonl_file = Path(jsonl_file)
     if not jsonl_file.is_file(): raise FileNotFoundError(f"annotation file not found: {jsonl_file}")
     image_dir = Path(image_dir) if image_dir is not None else jsonl_file.parent.parent/"images"/jsonl_file.stem
-    r, samples = _Reader(jsonl_file, on_error, check_images), []
+    r, samples, seen = _Reader(jsonl_file, on_error, check_images), [], set()
     with open(jsonl_file, encoding="utf-8") as f:
         for i, line in enumerate(f):
             if not line.strip(): continue  # blank lines carry nothing
@@ -428,6 +435,7 @@ def read_nlvr2(
                 except json.JSONDecodeError as e: raise _BadRecord("bad_json", f"not valid JSON ({e})") from None
                 ident, sentence, label = _text(rec, "identifier"), _text(rec, "sentence"), _get(rec, "label", str)
                 if label not in _LABELS: raise _BadRecord("bad_label", f"'label' should be \"True\" or \"False\", got {label!r}")
+                if ident in seen: raise _BadRecord("duplicate_id", f"identifier {ident!r} appears twice")
                 parts = ident.split("-")
                 if len(parts) < 2: raise _BadRecord("bad_identifier", f"identifier {ident!r} has no '-{{sentence}}' field to drop")
                 folder = image_dir
@@ -437,7 +445,7 @@ def read_nlvr2(
                     folder = image_dir/str(d)
                 stem = "-".join(parts[:-1])
                 pair = tuple(r.image(folder/f"{stem}-img{k}.png") for k in (0, 1))
-                samples.append(NLVR2Sample(identifier=ident, images=pair, sentence=sentence, label=_LABELS[label]))
+                samples.append(NLVR2Sample(identifier=ident, images=pair, sentence=sentence, label=_LABELS[label])); seen.add(ident)
     return r.finish(samples)
 
 def write_nlvr2(
@@ -460,10 +468,13 @@ def write_nlvr2(
     return _dump(recs, root/"data"/f"{split}.json", lines=True)
 
 # %% ../nbs/02_data.ipynb #7f45a25e
-def _karpathy_images(ann_file, splits, image_dir, r:_Reader):
-    "Yield (image_id, path, captions) for each valid image of `splits` in a Karpathy split file."
+def _karpathy_images(ann_file, splits, image_dir, r:_Reader, need_captions:bool=False):
+    "Yield (image_id, path, captions) for each valid image of `splits` in a Karpathy split file (with `need_captions`, an image without captions is a bad record)."
     data = _load_json(ann_file)
     images = _top(data, "images", list, ann_file)
+    present = {rec["split"] for rec in images if isinstance(rec, dict) and isinstance(rec.get("split"), str)}
+    if present and not present & set(splits):
+        raise ValueError(f"{ann_file}: no image is in split {'/'.join(sorted(splits))}; its splits are {sorted(present)}")
     for i, rec in enumerate(images):
         if isinstance(rec, dict) and isinstance(rec.get("split"), str) and rec["split"] not in splits: continue  # another split
         path = None
@@ -472,11 +483,14 @@ def _karpathy_images(ann_file, splits, image_dir, r:_Reader):
             name, sents = _text(rec, "filename"), _get(rec, "sentences", list)
             sub = _get(rec, "filepath", str) if "filepath" in rec else ""
             iid = str(_get(rec, "cocoid", int)) if "cocoid" in rec else Path(name).stem
+            if need_captions and not sents: raise _BadRecord("no_captions", "has no sentences: a retrieval pool needs at least one caption per image")
             path = r.image(image_dir/sub/name)
         if path is None: continue  # the image record was bad and skipped
         caps = []
         for j, s in enumerate(sents):
             with r.record(f"images[{i}].sentences[{j}]"): caps.append(_text(s, "raw"))
+        if need_captions and not caps:  # every sentence was bad (and skipped, counted): drop the image too, counted
+            r.report.add("no_captions", _where("images", i, rec, "imgid"), "no valid sentence left: image dropped from the pool"); continue
         yield iid, path, caps
 
 def _default_karpathy_dir(ann_file:Path) -> Path:
@@ -493,7 +507,7 @@ def read_karpathy(
     ann_file = Path(ann_file)
     image_dir = Path(image_dir) if image_dir is not None else _default_karpathy_dir(ann_file)
     r, pool = _Reader(ann_file, on_error, check_images), RetrievalPool([], [], [], [])
-    for iid, path, caps in _karpathy_images(ann_file, {split}, image_dir, r):
+    for iid, path, caps in _karpathy_images(ann_file, {split}, image_dir, r, need_captions=True):
         pool.image_ids.append(iid); pool.images.append(path)
         pool.captions += caps; pool.img_of_text += [len(pool.images) - 1] * len(caps)
     return r.finish(pool)

@@ -18,9 +18,10 @@ from .synth import CaptionSample, VQASample
 
 # %% auto #0
 __all__ = ['KINDS', 'IMAGE_EXTENSIONS', 'INDEX_FILE', 'sample_kind', 'sample_record', 'image_bytes', 'write_shards', 'ShardError',
-           'ShardReport', 'iter_shard', 'sample_records', 'decode_image', 'make_sample', 'resolve_shards',
-           'shard_counts', 'shuffle_buffer', 'mix_seed', 'dist_rank_world', 'ShardDataset', 'ShardLoader',
-           'shards_from_coco', 'shards_from_vg', 'shards_from_vqa', 'shard_data_spec', 'shard_loader_for_training']
+           'ShardReport', 'iter_shard', 'sample_records', 'decode_image', 'make_sample', 'expand_braces',
+           'resolve_shards', 'shard_counts', 'shuffle_buffer', 'mix_seed', 'dist_rank_world', 'ShardDataset',
+           'ShardLoader', 'shards_from_coco', 'shards_from_vg', 'shards_from_vqa', 'shard_data_spec',
+           'shard_loader_for_training']
 
 # %% ../nbs/02a_shards.ipynb #dcfc8dc0
 KINDS = ('caption', 'vqa')  # the sample types a shard can hold
@@ -63,6 +64,16 @@ def _add_member(tf:tarfile.TarFile, name:str, data:bytes):
     info.size, info.mtime, info.mode = len(data), 0, 0o644  # reproducible bytes: no time, no owner
     tf.addfile(info, io.BytesIO(data))
 
+def _describe(ref) -> str: return f"file {str(ref)!r}" if isinstance(ref, (str, Path)) else f"a {type(ref).__name__}"
+
+def _same_image(a, b) -> bool:
+    "Whether two image references are the same image: the same file, or pixel-identical in-memory images."
+    if a is b: return True
+    if isinstance(a, (str, Path)) and isinstance(b, (str, Path)): return os.path.abspath(a) == os.path.abspath(b)
+    if isinstance(a, Image.Image) and isinstance(b, Image.Image):
+        return a.size == b.size and a.mode == b.mode and a.tobytes() == b.tobytes()
+    return False
+
 def write_shards(samples, # `CaptionSample`s or `VQASample`s (one kind)
                  out_dir:str|Path, # folder for `{prefix}-000000.tar`, ... and `index.json`
                  samples_per_shard:int=1000, # tar samples (= images, each with all its texts) per shard
@@ -80,7 +91,12 @@ def write_shards(samples, # `CaptionSample`s or `VQASample`s (one kind)
         except TypeError as e: raise TypeError(f"sample {i}: {e}") from None
         if kind is None: kind = k
         elif k != kind: raise ValueError(f"sample {i} is a {k!r} sample but the earlier ones are {kind!r}: write one kind per folder")
-        groups.setdefault(str(s.image_id), [s.image, []])[1].append(sample_record(s))
+        g = groups.setdefault(str(s.image_id), [s.image, []])
+        if not _same_image(g[0], s.image):
+            raise ValueError(f"sample {i}: image id {s.image_id!r} names two different images ({_describe(g[0])} and {_describe(s.image)}); "
+                             "ids must be unique across the samples of one shard set (when mixing data sets, e.g. COCO and Visual Genome, "
+                             "give each its own ids, such as 'coco-9' and 'vg-9')")
+        g[1].append(sample_record(s))
     if not groups: raise ValueError("no samples to write")
     items = list(groups.items())
     if shuffle_seed is not None: random.Random(shuffle_seed).shuffle(items)
@@ -163,10 +179,12 @@ def iter_shard(path:str|Path, # a tar shard
     except (tarfile.TarError, OSError, EOFError) as e:
         where = f"in member {member!r}" if member else "at its first header"
         raise ShardError(f"{path}: truncated or corrupt {where}, after {n} complete samples: {e}") from e
+    # the last sample: its members were read in full (a cut inside one raises above), but a cut archive may have lost
+    # members after them, so there it is kept only when it has its JSON and an image
+    if key is not None and (end_ok or ('json' in parts and any(e in parts for e in IMAGE_EXTENSIONS))): yield key, parts; n += 1
     if not end_ok:
-        raise ShardError(f"{path}: truncated: the archive stops after member {member!r} ({n + (key is not None)} "
-                         "samples read) without its end-of-archive blocks")
-    if key is not None: yield key, parts; n += 1
+        raise ShardError(f"{path}: truncated: the archive stops after member {member!r} ({n} samples read) "
+                         "without its end-of-archive blocks")
     if expected is not None and n != expected:
         raise ShardError(f"{path}: holds {n} samples but the index lists {expected}: truncated or replaced?")
 
@@ -212,13 +230,26 @@ def make_sample(kind:str, image_id:str, image, record:dict):
                      answers=list(record['answers']), question_type=record.get('question_type', ''), target=record.get('target'))
 
 # %% ../nbs/02a_shards.ipynb #cc378b42
+import re
+_RANGE = re.compile(r"\{(\d+)\.\.(\d+)\}")
+
+def expand_braces(u:str) -> list:
+    "WebDataset's brace notation for numbered shards: `shard-{000000..000009}.tar` is ten names, zero-padded like the bounds."
+    m = _RANGE.search(u)
+    if not m: return [u]
+    a, b = m.group(1), m.group(2)
+    if int(b) < int(a): raise ValueError(f"{u!r}: the range {{{a}..{b}}} counts down")
+    width = len(a) if len(a) == len(b) or a.startswith('0') else 0
+    return [x for i in range(int(a), int(b) + 1) for x in expand_braces(u[:m.start()] + str(i).zfill(width) + u[m.end():])]
+
 def resolve_shards(urls) -> list:
-    "Shard paths from a folder, a glob pattern, a comma-separated list, or a list of paths (sorted where expanded)."
+    "Shard paths from a folder, a glob pattern, brace notation (`shard-{000000..000009}.tar`), a comma-separated list, or a list of paths (sorted where expanded)."
     if isinstance(urls, (list, tuple)):
         paths = [str(u) for u in urls]
     else:
         u = str(urls)
         if ',' in u and not Path(u).exists(): return [p for part in u.split(',') for p in resolve_shards(part.strip())]
+        if _RANGE.search(u) and not Path(u).exists(): return resolve_shards(expand_braces(u))
         if Path(u).is_dir(): paths = sorted(str(p) for p in Path(u).glob('*.tar'))
         elif any(c in u for c in '*?['): paths = sorted(_glob.glob(u))
         else: paths = [u]
@@ -227,7 +258,9 @@ def resolve_shards(urls) -> list:
     if missing: raise FileNotFoundError(f"shard not found: {missing[0]}" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
     return paths
 
-def shard_counts(paths:list) -> tuple:
+def shard_counts(paths:list, # shard paths
+                 on_error:str='raise', # 'skip': a shard without an index entry that cannot be read to its end counts what it holds before the damage (its reader reports it)
+                ) -> tuple: # (samples per shard, records per shard)
     "Per shard `(samples, records)`: from an `index.json` next to the shards when it lists them, else by reading the JSON members."
     out, indexes = {}, {}
     for p in paths:
@@ -240,10 +273,13 @@ def shard_counts(paths:list) -> tuple:
     for p, c in out.items():
         if c is None:  # no index: count by reading the JSON members only
             n_samples = n_rec = 0
-            for key, parts in iter_shard(p):
-                n_samples += 1
-                try: n_rec += len(json.loads(parts['json'])['records'])
-                except Exception: pass  # a bad sample is reported when it is read
+            try:
+                for key, parts in iter_shard(p):
+                    n_samples += 1
+                    try: n_rec += len(json.loads(parts['json'])['records'])
+                    except Exception: pass  # a bad sample is reported when it is read
+            except ShardError:
+                if on_error == 'raise': raise
             out[p] = (n_samples, n_rec)
     return [out[p][0] for p in paths], [out[p][1] for p in paths]
 
@@ -288,7 +324,7 @@ class ShardDataset(IterableDataset):
         if on_error not in ('raise', 'skip'): raise ValueError(f"on_error must be 'raise' or 'skip', not {on_error!r}")
         if epochs is not None and epochs < 1: raise ValueError(f"epochs must be at least 1 or None, got {epochs}")
         self.shards = resolve_shards(urls)
-        self.samples_per_shard, self.records_per_shard = shard_counts(self.shards)
+        self.samples_per_shard, self.records_per_shard = shard_counts(self.shards, on_error)
         self.shuffle, self.buffer_size, self.seed, self.epochs = shuffle, int(buffer_size), int(seed), epochs
         self.rank, self.world_size = rank, world_size
         self.on_error, self.decode, self.transform = on_error, decode, transform
@@ -477,7 +513,7 @@ def _settings(self:ShardLoader) -> dict:
     d = self.dataset
     return dict(seed=d.seed, shuffle=d.shuffle, buffer_size=d.buffer_size, epochs=d.epochs,
                 shards=[Path(p).name for p in d.shards], batch_size=self.batch_size, workers=self.n_readers,
-                world_size=self.world_size)
+                world_size=self.world_size, drop_last=bool(self.drop_last))
 ShardLoader.settings = _settings
 
 def _state_dict(self:ShardLoader) -> dict:
@@ -490,11 +526,12 @@ def _load_state_dict(self:ShardLoader, state:dict):
     "Continue from a `state_dict()`; a state from another rank is converted through the records delivered."
     if not isinstance(state, dict) or state.get('format') != 1: raise ValueError("not a ShardLoader state (format 1)")
     mine, theirs = self.settings(), state['settings']
+    theirs = {'drop_last': mine['drop_last'], **theirs}  # states saved before drop_last was recorded
     diff = {k: (theirs.get(k), v) for k, v in mine.items() if theirs.get(k) != v}
     if diff:
         show = {k: ((f"{len(a)} shards" if k == 'shards' else a), (f"{len(b)} shards" if k == 'shards' else b)) for k, (a, b) in diff.items()}
         raise ValueError(f"cannot resume: the data settings differ from the saved ones (saved, now): {show}; "
-                         "resume with the same shards, seed, shuffle, batch size, ranks and workers")
+                         "resume with the same shards, seed, shuffle, batch size, drop_last, ranks and workers")
     self.batches, self.delivered = int(state['batches']), [int(x) for x in state['delivered']]
     if state['rank'] == self.rank: self.positions = [tuple(p) for p in state['positions']]
     else: self.positions = [self.position_of(w, d) for w, d in enumerate(self.delivered)]
@@ -504,21 +541,22 @@ ShardLoader.load_state_dict = _load_state_dict
 def shards_from_coco(ann_file, # `captions_{split}.json`
                      out_dir, # shard folder
                      image_dir=None, # as in `read_coco_captions`
-                     on_error:str='raise', # reader's handling of bad records
+                     on_error:str='raise', # reader's handling of bad records ('skip': skip and count them, missing images included)
+                     check_images:bool=True, # check that every image exists before writing (so 'skip' can skip a missing one)
                      **kw) -> dict: # `write_shards` arguments (samples_per_shard, shuffle_seed, ...)
     "Convert an MS-COCO captions file and its images to shards."
     from pixelbert.data import read_coco_captions
-    return write_shards(read_coco_captions(ann_file, image_dir, on_error=on_error), out_dir, **kw)
+    return write_shards(read_coco_captions(ann_file, image_dir, on_error=on_error, check_images=check_images), out_dir, **kw)
 
-def shards_from_vg(ann_file, out_dir, image_dir=None, on_error:str='raise', **kw) -> dict:
+def shards_from_vg(ann_file, out_dir, image_dir=None, on_error:str='raise', check_images:bool=True, **kw) -> dict:
     "Convert Visual Genome region descriptions and their images to shards (each phrase a whole-image caption)."
     from pixelbert.data import read_vg_regions
-    return write_shards(read_vg_regions(ann_file, image_dir, on_error=on_error), out_dir, **kw)
+    return write_shards(read_vg_regions(ann_file, image_dir, on_error=on_error, check_images=check_images), out_dir, **kw)
 
-def shards_from_vqa(questions_file, annotations_file, out_dir, image_dir=None, on_error:str='raise', **kw) -> dict:
+def shards_from_vqa(questions_file, annotations_file, out_dir, image_dir=None, on_error:str='raise', check_images:bool=True, **kw) -> dict:
     "Convert VQA v2 questions and annotations and their images to shards of `VQASample`s."
     from pixelbert.data import read_vqa
-    return write_shards(read_vqa(questions_file, annotations_file, image_dir, on_error=on_error), out_dir, **kw)
+    return write_shards(read_vqa(questions_file, annotations_file, image_dir, on_error=on_error, check_images=check_images), out_dir, **kw)
 
 # %% ../nbs/02a_shards.ipynb #51c2477b
 def shard_data_spec(spec:str, # 'shards:GLOB' (or 'shards:FOLDER'), as given to `--data`
