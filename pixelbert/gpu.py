@@ -23,10 +23,10 @@ __all__ = ['RECIPES_DIR', 'TASKS', 'SOURCES', 'TASK_SOURCES', 'BERT_UNCASED_IDS'
            'bench_inference', 'coco_like_samples', 'train_from_loader', 'format_table', 'show_gpu_results']
 
 # %% ../nbs/16_gpu.ipynb #855476c4
-RECIPES_DIR = (Path(__file__).parent.parent if '__file__' in globals() else Path.cwd().parent).resolve()/'recipes'  # the repository's
+RECIPES_DIR = (Path(__file__).parent if '__file__' in globals() else Path.cwd().parent/'pixelbert').resolve()/'recipes'  # shipped in the package
 
 def recipe_path(name_or_path) -> Path:
-    "The file of a recipe: a path, or a name looked up in `./recipes/` and the repository's `recipes/`."
+    "The file of a recipe: a path, or a name looked up in `./recipes/` and then in the package's own `pixelbert/recipes/`."
     p = Path(name_or_path)
     if p.suffix in ('.yaml', '.yml', '.json') or p.exists():
         if not p.is_file(): raise FileNotFoundError(f"recipe file not found: {p}")
@@ -36,10 +36,10 @@ def recipe_path(name_or_path) -> Path:
             if (d/f'{name_or_path}{ext}').is_file(): return d/f'{name_or_path}{ext}'
     known = sorted(f.stem for d in (Path.cwd()/'recipes', RECIPES_DIR) if d.is_dir() for f in d.glob('*.yaml'))
     raise FileNotFoundError(f"no recipe named {name_or_path!r} in ./recipes or {RECIPES_DIR} (known: {known}); "
-                            "pass the path of a recipe file (an installed package does not carry recipes/)")
+                            "pass the path of a recipe file")
 
 def list_recipes() -> list:
-    "Names of the recipes in the repository's `recipes/` folder."
+    "Names of the recipes shipped in the package (`pixelbert/recipes/`)."
     return sorted(f.stem for f in RECIPES_DIR.glob('*.yaml')) if RECIPES_DIR.is_dir() else []
 
 # %% ../nbs/16_gpu.ipynb #dd21e6e2

@@ -62,6 +62,8 @@ def test_wheel_contains_every_module(wheel):
     assert modules, 'no pixelbert/*.py in the repository'
     missing = [m for m in modules if m not in names]
     assert not missing, f'modules missing from {wheel.name}: {missing}'
+    recipes = sorted(f'pixelbert/recipes/{p.name}' for p in (ROOT/'pixelbert'/'recipes').glob('*.yaml'))
+    assert recipes and not [r for r in recipes if r not in names], f'{wheel.name} lacks the recipes (package data)'
 
 def test_wheel_declares_the_console_scripts(wheel):
     z = zipfile.ZipFile(wheel)

@@ -1,4 +1,4 @@
-"""The paper's recipes (`recipes/*.yaml`, `pixelbert.gpu`): every field understood, and every recipe run end to end.
+"""The paper's recipes (`pixelbert/recipes/*.yaml`, `pixelbert.gpu`): every field understood, and every recipe run end to end.
 
 Each recipe runs on the synthetic world written in the real data sets' formats and layouts (`write_synthetic`),
 with `data_root` pointing there and the model shrunk to tiny sizes (width 32, one layer, a tiny CNN, 64-pixel
