@@ -67,7 +67,8 @@ def layer_attention(
     if not attentions: raise ValueError("no attention matrices: run the model with output_attentions=True")
     if layer == 'rollout': return attention_rollout(attentions, head)
     if isinstance(layer, str) or not -len(attentions) <= int(layer) < len(attentions):
-        raise ValueError(f"layer must be 'rollout' or an index in 0..{len(attentions) - 1}; got {layer!r}")
+        L = len(attentions)
+        raise ValueError(f"layer must be 'rollout' or an index in 0..{L - 1} (or -{L}..-1, counting from the last); got {layer!r}")
     return head_attention(attentions[int(layer)], head).float()
 
 # %% ../nbs/14_attention.ipynb #6fd84fd5
@@ -306,34 +307,43 @@ def viz_cli(
     image:str=None, # image file (required)
     text:str=None, # the sentence, in quotes (required)
     out:str=None, # output folder for the PNGs (required)
-    layer:str='rollout', # 'rollout' or a layer index (0 = first)
-    head:int=None, # a head index (default: mean over heads)
+    layer:str='rollout', # 'rollout' or a layer index (0 = first; negative counts from the last: -1 = last)
+    head:int=None, # a head index (0 = first; -1 = last) (default: mean over heads)
     processor:str=None, # processor folder (default: the model folder, then its parent)
-    device:str='cpu', # 'cpu' or 'cuda'
+    device:str='cpu', # cpu, cuda or auto (CUDA when available)
 ):
     "Draw where each word of a sentence looks in an image: a grid figure and one overlay PNG per word."
     import matplotlib.pyplot as plt  # headless machines fall back to the Agg backend by themselves
+    from pixelbert.cli import resolve_device, check_out_folder
+    def fail(msg): return CliError(f"pixelbert-viz: {msg}")
     for flag, v in (('--model DIR', model), ('--image PATH', image), ('--text "..."', text), ('--out DIR', out)):
-        if v is None: raise CliError(f"{flag} is required")
-    if not text.strip(): raise CliError("--text is empty")
+        if v is None: raise fail(f"{flag} is required")
+    if not text.strip(): raise fail("--text is empty")
     if layer != 'rollout':
         try: layer = int(layer)
-        except ValueError: raise CliError(f"--layer must be 'rollout' or a layer index; got {layer!r}") from None
-    if not Path(image).is_file(): raise CliError(f"image file {image} does not exist")
+        except ValueError: raise fail(f"--layer must be 'rollout' or a layer index; got {layer!r}") from None
+    if not Path(image).is_file(): raise fail(f"image file {image} does not exist")
     try:
+        outd = check_out_folder(out)
+        dev = resolve_device(device)
         net, proc = load_model_and_processor(model, processor)
-        net.to(device)
+        net.to(dev)
+        n_layers = net.config.num_hidden_layers
+        if isinstance(layer, int) and -n_layers <= layer < 0: layer += n_layers  # name the layer by its number
+        if head is not None and -net.config.num_attention_heads <= head < 0: head += net.config.num_attention_heads
         from pixelbert.data import load_image
         img = load_image(image)
         maps = word_attention_maps(img, text, net, proc, layer, head)
-    except (FileNotFoundError, NotADirectoryError, ValueError, TypeError) as e: raise CliError(f"pixelbert-viz: {e}") from e
-    outd = Path(out); outd.mkdir(parents=True, exist_ok=True)
-    fig = plot_word_grid(img, text, net, proc, layer, head, maps=maps)
-    written = [outd / 'words.png']
-    fig.savefig(written[0], dpi=120); plt.close(fig)
-    for i, (w, heat, _) in enumerate(maps):
-        written.append(outd / _safe_name(w, i))
-        overlay(img, heat).save(written[-1])
+    except (FileNotFoundError, NotADirectoryError, ValueError, TypeError) as e: raise fail(e) from e
+    try:
+        outd.mkdir(parents=True, exist_ok=True)
+        fig = plot_word_grid(img, text, net, proc, layer, head, maps=maps)
+        written = [outd / 'words.png']
+        fig.savefig(written[0], dpi=120); plt.close(fig)
+        for i, (w, heat, _) in enumerate(maps):
+            written.append(outd / _safe_name(w, i))
+            overlay(img, heat).save(written[-1])
+    except OSError as e: raise fail(f"cannot write to {outd}: {e}") from e
     print(f"pixelbert-viz: {_describe(layer, head)}; wrote {len(written)} PNGs to {outd} (grid figure: {written[0].name})")
     return 0
 

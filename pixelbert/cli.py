@@ -16,20 +16,27 @@ from .model import PixelBertConfig, PixelBertModel
 from .processing import PixelBertProcessor
 
 # %% auto #0
-__all__ = ['TASKS', 'DATA_KINDS', 'SYNTH_SPLIT', 'MODEL_FILE', 'TASK_CLASSES', 'FINETUNE_DEFAULTS', 'DEMO_DIRS', 'PAPER',
-           'DataSpec', 'check_task', 'parse_data_spec', 'load_task_data', 'find_model_dir', 'load_processor',
-           'encoder_state', 'load_encoder', 'itm_weights', 'rank_head_from_itm', 'cpu_has_bf16', 'machine_summary',
-           'resolve_device', 'resolve_precision', 'autocast', 'task_model', 'load_task_model', 'finetune_task',
-           'evaluate_task', 'finetune_cli', 'eval_cli', 'scene_tags', 'SynthTags', 'TagClassifier', 'pretrain_backbone',
-           'DemoConfig', 'StageClock', 'demo_channels_last', 'demo_focus_ids', 'demo_pretrain', 'demo_vqa',
-           'demo_nlvr2', 'demo_retrieval', 'demo_grounding', 'plot_demo_curves', 'plot_grounding', 'plot_vqa_examples',
-           'best_layer', 'demo_metrics', 'write_report', 'run_demo', 'demo_cli']
+__all__ = ['TASKS', 'DATA_KINDS', 'SYNTH_SPLIT', 'MODEL_FILE', 'TASK_CLASSES', 'FINETUNE_DEFAULTS', 'RUN_FILES', 'DEMO_DIRS',
+           'PAPER', 'data_form', 'DataSpec', 'check_task', 'parse_data_spec', 'load_task_data', 'find_model_dir',
+           'load_processor', 'encoder_state', 'load_encoder', 'itm_weights', 'rank_head_from_itm', 'cpu_has_bf16',
+           'machine_summary', 'resolve_device', 'resolve_precision', 'autocast', 'task_model', 'load_task_model',
+           'finetune_task', 'evaluate_task', 'check_size', 'check_out_folder', 'check_out_file', 'check_run_folder',
+           'clear_run_folder', 'finetune_cli', 'eval_cli', 'scene_tags', 'SynthTags', 'TagClassifier',
+           'pretrain_backbone', 'DemoConfig', 'StageClock', 'demo_channels_last', 'demo_focus_ids', 'demo_pretrain',
+           'demo_vqa', 'demo_nlvr2', 'demo_retrieval', 'demo_grounding', 'plot_demo_curves', 'plot_grounding',
+           'plot_vqa_examples', 'best_layer', 'demo_metrics', 'write_report', 'run_demo', 'demo_cli']
 
 # %% ../nbs/15_cli.ipynb #92014678
 TASKS = ('vqa', 'nlvr2', 'retrieval')
 DATA_KINDS = {'vqa': ('vqa', ('QUESTIONS', 'ANNOTATIONS', 'IMAGES')), 'nlvr2': ('nlvr2', ('JSONL', 'IMAGES')),
               'karpathy': ('retrieval', ('JSON', 'IMAGES'))}  # kind -> (task, file arguments)
-_FORMS = "synthetic, vqa:QUESTIONS[,ANNOTATIONS[,IMAGES]], nlvr2:JSONL[,IMAGES] or karpathy:JSON[,IMAGES]"
+
+def data_form(kind:str) -> str:
+    "How to write a `--data` value of `kind`, optional paths in brackets: 'vqa:QUESTIONS[,ANNOTATIONS[,IMAGES]]'."
+    first, *rest = DATA_KINDS[kind][1]
+    return f"{kind}:{first}" + ''.join(f"[,{n}" for n in rest) + ']' * len(rest)
+
+_FORMS = f"synthetic, {', '.join(data_form(k) for k in list(DATA_KINDS)[:-1])} or {data_form(list(DATA_KINDS)[-1])}"
 
 @dataclass
 class DataSpec:
@@ -56,10 +63,9 @@ def parse_data_spec(spec:str, # the `--data` value
     want, names = DATA_KINDS[kind]
     if want != task:
         right = next(k for k, (t, _) in DATA_KINDS.items() if t == task)
-        raise ValueError(f"--data {spec!r} holds {want} data, but the task is {task}; use synthetic or "
-                         f"{right}:{','.join(DATA_KINDS[right][1])}")
+        raise ValueError(f"--data {spec!r} holds {want} data, but the task is {task}; use synthetic or {data_form(right)}")
     parts = [p.strip() or None for p in rest.split(',')] if colon else []
-    if not parts or parts[0] is None: raise ValueError(f"--data {spec!r}: give the files, {kind}:{','.join(names)}")
+    if not parts or parts[0] is None: raise ValueError(f"--data {spec!r}: give the files, {data_form(kind)}")
     if len(parts) > len(names): raise ValueError(f"--data {spec!r}: {kind} takes at most {len(names)} comma-separated paths ({','.join(names)})")
     for name, p in zip(names, parts):
         if p is None: continue
@@ -333,17 +339,76 @@ def _threads(n):
         if n < 1: raise ValueError(f"--threads must be at least 1, got {n}")
         torch.set_num_threads(n)
 
+def check_size(flag:str, # the option, for the message: '--n-images'
+               value, # its value; None (the default) passes
+               least=1, # the smallest value that makes sense
+              ):
+    "`value` if it is None or at least `least`, else a `ValueError` naming `flag`."
+    if value is not None and value < least: raise ValueError(f"{flag} must be at least {least}, got {value}")
+    return value
+
+def check_out_folder(out, # the `--out` value
+                     flag:str='--out', # the option, for the message
+                    ) -> Path:
+    "`out` as a `Path`, if it is a folder or can be made one (no file in its place or above it); else a `ValueError`."
+    p = Path(out)
+    for a in (p, *p.parents):
+        if a.exists():
+            if a.is_dir(): return p
+            raise ValueError(f"{flag} {out} is a file, not a folder" if a == p else f"{flag} {out}: {a} is a file, not a folder")
+    return p
+
+def check_out_file(out, # the `--out` value: a file to write
+                   siblings:tuple=(), # files written next to it (their paths)
+                   flag:str='--out', # the option, for the message
+                  ) -> Path:
+    "`out` as a `Path`, if it names a file that can be written (not a folder, none of `siblings` a folder); else a `ValueError`."
+    p = Path(out)
+    if p.is_dir() or str(out).endswith(('/', os.sep)):
+        raise ValueError(f"{flag} {out} is a folder; give the file to write the metrics to, e.g. {p/'metrics.json'} "
+                         "(the predictions go next to it)")
+    check_out_folder(p.parent, flag)
+    for s in siblings:
+        if Path(s).is_dir(): raise ValueError(f"{flag} {out}: the predictions would go to {s}, which is a folder")
+    return p
+
+RUN_FILES = ('final', 'metrics.json', 'val_results.json', 'log.jsonl', 'loss.png', 'args.json')  # what a fine-tuning run writes
+
+def check_run_folder(out, # the `--out` folder of a fine-tuning run
+                     overwrite:bool=False, # a run already there may be replaced
+                    ) -> Path:
+    "`out` as a `Path` if a run may be written there: a `ValueError` if it already holds one (`final/` or checkpoints) and not `overwrite`."
+    from pixelbert.trainer import list_checkpoints
+    p = check_out_folder(out)
+    ckpts = list_checkpoints(p)
+    if not overwrite and ((p/'final').exists() or ckpts):
+        what = 'a finished run (final/)' if (p/'final').exists() else f'the checkpoints of an unfinished run ({ckpts[-1].name})'
+        raise ValueError(f"--out {out} already holds {what}; pass --overwrite to replace it, or choose another --out")
+    return p
+
+def clear_run_folder(out) -> list:
+    "Delete the files of a fine-tuning run in `out` (`RUN_FILES` and checkpoints; nothing else); returns what went."
+    from pixelbert.trainer import list_checkpoints
+    p, gone = Path(out), []
+    for f in [*(p/n for n in RUN_FILES), *list_checkpoints(p)]:
+        if f.is_dir() and not f.is_symlink(): shutil.rmtree(f)
+        elif f.exists() or f.is_symlink(): f.unlink()
+        else: continue
+        gone.append(f.name)
+    return gone
+
 @call_parse
 def finetune_cli(
     task:str, # vqa, nlvr2 or retrieval
-    out:str=None, # output folder: final/ (model + processor), log.jsonl, loss.png, metrics.json (required)
+    out:str=None, # output folder: final/ (model + processor), log.jsonl, loss.png, metrics.json (required; one that already holds a run is refused, see --overwrite)
+    overwrite:store_true=False, # replace the run already in --out (its final/, checkpoints, log and metrics) instead of refusing
     model:str=None, # pre-trained model folder, e.g. pixelbert-pretrain's DIR/final (default: from scratch)
     fresh_pooler:store_true=False, # vqa, nlvr2: the head on a freshly initialised [CLS] pooler, not the pre-trained (ITM's) one (chapter 17, "The pooler": it helped VQA on one seed of four)
     preset:str='tiny', # model preset when training from scratch; also picks the default learning rates
     steps:int=None, # optimizer steps (default: vqa 300, nlvr2 300, retrieval 150)
-    data:str='synthetic', # synthetic | vqa:QUESTIONS,ANNOTATIONS,IMAGES | nlvr2:JSONL,IMAGES | karpathy:JSON,IMAGES
-    eval_data:str=None, # held-out data for metrics.json, same forms (default: the synthetic val split with synthetic data)
-    n_images:int=None, # synthetic training set: images (vqa: 3 questions each; retrieval) or pairs (nlvr2)
+    data:str='synthetic', # synthetic | vqa:QUESTIONS,ANNOTATIONS[,IMAGES] | nlvr2:JSONL[,IMAGES] | karpathy:JSON[,IMAGES]
+    eval_data:str=None, # held-out data for metrics.json, same forms (VQA: annotations optional) (default: the synthetic val split with synthetic data)
+    n_images:int=None, # synthetic training set: images (vqa: 3 questions each; retrieval) or pairs (nlvr2) (default: vqa 1000, nlvr2 2000, retrieval 1000)
     eval_images:int=300, # synthetic held-out set: images (vqa, retrieval) or pairs (nlvr2)
     batch_size:int=None, # samples per step (default: vqa 32, nlvr2 16, retrieval 24)
     lr:float=None, # AdamW learning rate (default: the preset's)
@@ -364,8 +429,12 @@ def finetune_cli(
         check_task(task)
         if out is None: raise ValueError("--out DIR is required")
         d = FINETUNE_DEFAULTS[task]
-        steps = d['steps'] if steps is None else steps
-        if steps < 1: raise ValueError(f"--steps must be positive, got {steps}")
+        for flag, v in (('--steps', steps), ('--n-images', n_images), ('--eval-images', eval_images), ('--batch-size', batch_size)):
+            check_size(flag, v)
+        for flag, v in (('--lr', lr), ('--backbone-lr', backbone_lr)): check_size(flag, v, 0)
+        steps = d['steps'] if steps is None else steps  # None: the default; 0 was refused above, not replaced by it
+        bs = d['batch_size'] if batch_size is None else batch_size
+        check_run_folder(out, overwrite)
         if fresh_pooler and (task == 'retrieval' or model is None):
             raise ValueError("--fresh-pooler takes vqa or nlvr2 from a pre-trained --model (retrieval's ranking head starts from "
                              "the ITM head, which reads the pre-trained pooler)")
@@ -373,6 +442,9 @@ def finetune_cli(
         _threads(threads)
         dev = resolve_device(device); prec = resolve_precision(precision, dev)
         spec = parse_data_spec(data, task)
+        if spec.kind == 'vqa' and spec.files[1] is None:
+            raise ValueError(f"--data {data!r} has questions but no answers: training needs the annotations file, "
+                             "vqa:QUESTIONS,ANNOTATIONS[,IMAGES] (questions alone, like test-dev, are for pixelbert-eval's predictions)")
         ev_spec = parse_data_spec(eval_data, task) if eval_data is not None else (spec if spec.kind == 'synthetic' else None)
         if model is not None:
             mdir = find_model_dir(model)
@@ -380,8 +452,15 @@ def finetune_cli(
         else:
             processor = PixelBertProcessor.from_preset(preset)
             config = PixelBertConfig.from_preset(preset, vocab_size=len(processor.tokenizer))
-        n = n_images or d['n_images']
+        n = d['n_images'] if n_images is None else n_images
         train = load_task_data(task, spec, 'train', n, seed, captions_per_image=2)
+        if task == 'retrieval':  # a batch ranks each image's caption against the captions of the batch's other images
+            from collections import Counter
+            per_image = Counter(train.img_of_text)
+            if len(per_image) < 2: raise ValueError(f"retrieval training needs captions of at least 2 images, the training pool has {len(per_image)} (--n-images)")
+            if bs <= max(per_image.values()):
+                raise ValueError(f"--batch-size {bs} is too small for retrieval: a batch must hold captions of 2 images or more, and an image "
+                                 f"has up to {max(per_image.values())} captions here; use at least {max(per_image.values()) + 1}")
         held = load_task_data(task, ev_spec, 'val', eval_images, seed) if ev_spec is not None else None
         vocab = None
         if task == 'vqa':
@@ -395,13 +474,13 @@ def finetune_cli(
             init = f"{mdir} ({loaded['parameters'] / 1e6:.2f}M encoder parameters{', a fresh pooler' if fresh_pooler else ''})"
             if task == 'retrieval' and (itm := itm_weights(mdir)) is not None:
                 rank_head_from_itm(net, itm); init += ', ranking head from the ITM head'
+        if overwrite and (gone := clear_run_folder(out)): print(f"pixelbert-finetune: --overwrite: removed {', '.join(gone)} from {out}", file=sys.stderr)
     except (ValueError, FileNotFoundError, NotADirectoryError, OSError) as e: raise CliError(f"pixelbert-finetune: {e}") from e
     tp = TRAIN_PRESETS[preset]
-    bs = batch_size or d['batch_size']
     print(f"pixelbert-finetune {task}: {len(train.captions) if task == 'retrieval' else len(train)} training samples, "
           f"{steps} steps of {bs}, init: {init}, {dev}, {prec}", file=sys.stderr, flush=True)
-    log = finetune_task(task, net, train, processor, out, steps, bs, lr or tp['lr'], backbone_lr or tp['backbone_lr'],
-                        warmup, seed, dev, prec, progress=not no_progress)
+    log = finetune_task(task, net, train, processor, out, steps, bs, tp['lr'] if lr is None else lr,
+                        tp['backbone_lr'] if backbone_lr is None else backbone_lr, warmup, seed, dev, prec, progress=not no_progress)
     summary = dict(task=task, init=init, data=data, steps=steps, batch_size=bs, device=str(dev), precision=prec,
                    train_seconds=round(time.time() - t0, 1), final=str(Path(out)/'final'), last_log=log[-1] if log else None)
     if held is not None:
@@ -423,10 +502,10 @@ def finetune_cli(
 def eval_cli(
     task:str, # vqa, nlvr2 or retrieval
     model:str=None, # a folder written by pixelbert-finetune (or its final/) (required)
-    data:str='synthetic', # synthetic | vqa:QUESTIONS[,ANNOTATIONS[,IMAGES]] | nlvr2:JSONL,IMAGES | karpathy:JSON,IMAGES
+    data:str='synthetic', # synthetic | vqa:QUESTIONS[,ANNOTATIONS[,IMAGES]] | nlvr2:JSONL[,IMAGES] | karpathy:JSON[,IMAGES]
     split:str='test', # synthetic split, or the Karpathy split (train, val, test)
     n_images:int=300, # synthetic: images (vqa: 3 questions each; retrieval: pool size) or pairs (nlvr2)
-    out:str=None, # metrics JSON file; predictions go next to it (VQA: *_results.json, NLVR2: *_predictions.csv)
+    out:str=None, # metrics JSON FILE (not a folder), e.g. ev/vqa.json; predictions go next to it (ev/vqa_results.json; NLVR2: ev/nl_predictions.csv)
     mode:str='exact', # retrieval: exact, fast (shortlist + re-rank) or both
     k:int=10, # retrieval, fast mode: shortlist size per query
     question_only:store_true=False, # VQA: run without the images (for a question-only model)
@@ -444,6 +523,10 @@ def eval_cli(
         check_task(task)
         if model is None: raise ValueError("--model DIR is required")
         if mode not in ('exact', 'fast', 'both'): raise ValueError(f"--mode must be exact, fast or both, not {mode!r}")
+        for flag, v in (('--n-images', n_images), ('--batch-size', batch_size), ('--k', k)): check_size(flag, v)
+        if out is not None:
+            o = Path(out)
+            out = check_out_file(out, [o.with_name(o.stem + s) for s in {'vqa': ('_results.json',), 'nlvr2': ('_predictions.csv',)}.get(task, ())])
         _threads(threads)
         dev = resolve_device(device); prec = resolve_precision(precision, dev)
         spec = parse_data_spec(data, task)
@@ -456,14 +539,16 @@ def eval_cli(
     metrics = _clean(res) | dict(task=task, model=str(find_model_dir(model)), data=data, split=split, device=str(dev),
                                  seconds=round(time.time() - t0, 1))
     if out is not None:
-        out = Path(out); out.parent.mkdir(parents=True, exist_ok=True)
-        if task == 'vqa':
-            from pixelbert.vqa import save_vqa_results
-            metrics['results_file'] = str(save_vqa_results(res['predictions'], out.with_name(out.stem + '_results.json')))
-        elif task == 'nlvr2':
-            from pixelbert.nlvr2 import save_nlvr2_predictions
-            metrics['predictions_file'] = str(save_nlvr2_predictions(res['predictions'], out.with_name(out.stem + '_predictions.csv')))
-        out.write_text(json.dumps(metrics, indent=1) + '\n')
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            if task == 'vqa':
+                from pixelbert.vqa import save_vqa_results
+                metrics['results_file'] = str(save_vqa_results(res['predictions'], out.with_name(out.stem + '_results.json')))
+            elif task == 'nlvr2':
+                from pixelbert.nlvr2 import save_nlvr2_predictions
+                metrics['predictions_file'] = str(save_nlvr2_predictions(res['predictions'], out.with_name(out.stem + '_predictions.csv')))
+            out.write_text(json.dumps(metrics, indent=1) + '\n')
+        except OSError as e: raise CliError(f"pixelbert-eval: cannot write {out}: {e}") from e
     print(json.dumps({k: v for k, v in metrics.items() if not isinstance(v, dict) or k in ('per_type', 'per_kind')}, indent=1))
     return 0
 
@@ -967,7 +1052,7 @@ def demo_cli(
         _threads(threads)
         cfg = DemoConfig.quick(seed=seed) if quick else DemoConfig(seed=seed)
         resolve_device(device); resolve_precision(precision, torch.device('cpu'))
-        if Path(out).exists() and not Path(out).is_dir(): raise ValueError(f"--out {out} is a file, not a folder")
+        check_out_folder(out)  # a file there, or a file above it
     except ValueError as e: raise CliError(f"pixelbert-demo: {e}") from e
     run_demo(cfg, out, device, precision, progress=not no_progress)
     return 0

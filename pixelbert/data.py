@@ -591,13 +591,20 @@ def synth_cli(
     out:str=None, # output folder (required)
     n_images:int=100, # images per split and data set (NLVR2: items per split)
     seed:int=0, # seed of the synthetic world
-    image_size:int=128, # side of the square synthetic images
+    image_size:int=128, # side of the square synthetic images, in pixels (at least 16)
 ):
     "Write the synthetic world as COCO captions, Visual Genome, VQA v2, NLVR2 and Karpathy-split files, with images."
-    if out is None: raise CliError("--out DIR is required")
-    if n_images < 1: raise CliError(f"--n-images must be at least 1, got {n_images}")
+    def fail(msg): return CliError(f"pixelbert-synth: {msg}")
+    if out is None: raise fail("--out DIR is required")
+    if n_images < 1: raise fail(f"--n-images must be at least 1, got {n_images}")
+    if image_size < 16: raise fail(f"--image-size must be at least 16, got {image_size} (pixels a side: smaller, the small objects are under 2 pixels across)")
+    for a in (Path(out), *Path(out).parents):  # the first part of the path that exists must be a folder
+        if a.exists():
+            if a.is_dir(): break
+            raise fail(f"--out {out} is a file, not a folder" if a == Path(out) else f"--out {out}: {a} is a file, not a folder")
     t0 = time.time()
-    written = write_synthetic(out, n_images=n_images, seed=seed, image_size=image_size)
+    try: written = write_synthetic(out, n_images=n_images, seed=seed, image_size=image_size)
+    except OSError as e: raise fail(f"cannot write to {out}: {e}") from e
     print(f"pixelbert-synth: wrote the synthetic world to {out} in {time.time() - t0:.1f} s")
     for name, splits in written.items():
         for split, (f, n) in splits.items(): print(f"  {name:9s} {split:10s} {n:6d} samples  {Path(f).relative_to(out)}")

@@ -306,13 +306,16 @@ def pairs_batch(
     max_length:int=40, # longest caption in tokens
     generator:torch.Generator|None=None, # picks the hard negative caption at random; None: by a hash of the sample
 ) -> dict:
-    "Batch of image-caption pairs, with `neg_input_ids`/`neg_attention_mask` when the samples carry false captions."
-    n_neg = [len(s.negatives or []) > 0 for s in samples]
-    if any(n_neg) and not all(n_neg):
-        i = n_neg.index(False)
-        raise ValueError(f"sample {i} (image {samples[i].image_id!r}) has no false captions while others in the batch do")
-    captions = [s.caption for s in samples]
-    negatives = [_pick(list(s.negatives), f"{s.image_id}|{s.caption}", generator) for s in samples] if all(n_neg) else []
+    "Batch of image-caption pairs, with `neg_input_ids`/`neg_attention_mask` when any sample carries false captions."
+    has_neg = [len(s.negatives or []) > 0 for s in samples]
+    captions, negatives = [s.caption for s in samples], []
+    for i, s in enumerate(samples if any(has_neg) else []):
+        key = f"{s.image_id}|{s.caption}"
+        if has_neg[i]: negatives.append(_pick(list(s.negatives), key, generator)); continue
+        # no false captions (real data mixed with synthetic): a caption of another image, an in-batch negative
+        others = [o.caption for o in samples if o.image_id != s.image_id]
+        if not others: raise ValueError(f"sample {i} (image {s.image_id!r}) has no false captions, and the batch holds no other image to take a negative from")
+        negatives.append(_pick(others, key, generator))
     text = processor.tokenizer(captions + negatives, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
     b = len(samples)
     out = {k: text[k][:b] for k in ("input_ids", "attention_mask", "token_type_ids")}

@@ -19,13 +19,14 @@ from safetensors.torch import save_file, load_file
 from fastcore.script import call_parse, store_true, CliError
 
 # %% auto #0
-__all__ = ['MODEL_FILE', 'STATE_FILE', 'TRAIN_PRESETS', 'TrainArgs', 'unwrap', 'find_backbone', 'build_optimizers',
-           'ToyVisualModel', 'ToyImages', 'StepDecay', 'run_steps', 'warmup_steps', 'build_schedulers', 'mix_seed',
-           'seed_everything', 'StepBatchSampler', 'DistInfo', 'init_distributed', 'UnsafeCheckpointError',
-           'list_checkpoints', 'save_model', 'write_atomically', 'save_checkpoint', 'load_training_state',
-           'load_model_weights', 'get_rng_state', 'set_rng_state', 'StopSignal', 'NonFiniteLossError', 'read_log',
-           'plot_log', 'Trainer', 'tagged_backbone', 'mlm_curriculum', 'pretraining_data', 'focus_curriculum',
-           'pretraining_schedule', 'parse_overrides', 'pretrain_cli']
+__all__ = ['MODEL_FILE', 'STATE_FILE', 'TRAIN_PRESETS', 'PRETRAIN_FORMS', 'TrainArgs', 'unwrap', 'find_backbone',
+           'build_optimizers', 'ToyVisualModel', 'ToyImages', 'StepDecay', 'run_steps', 'warmup_steps',
+           'build_schedulers', 'mix_seed', 'seed_everything', 'StepBatchSampler', 'DistInfo', 'init_distributed',
+           'UnsafeCheckpointError', 'list_checkpoints', 'save_model', 'write_atomically', 'save_checkpoint',
+           'load_training_state', 'load_model_weights', 'get_rng_state', 'set_rng_state', 'StopSignal',
+           'NonFiniteLossError', 'read_log', 'plot_log', 'Trainer', 'tagged_backbone', 'mlm_curriculum',
+           'parse_pretraining_data', 'pretraining_data', 'focus_curriculum', 'pretraining_schedule', 'parse_overrides',
+           'pretrain_cli']
 
 # %% ../nbs/09_trainer.ipynb #00d93d96
 @dataclass
@@ -598,25 +599,70 @@ def mlm_curriculum(mlm_start:int, # the step where MLM joins (0: from the start)
         return {}
     return kwargs
 
-def pretraining_data(spec:str, # 'synthetic', 'coco:FILE', 'vg:FILE' or 'karpathy:FILE'; comma-separated to mix
-                     split:str='train', # synthetic split
+PRETRAIN_FORMS = "synthetic, coco:FILE[,IMAGES], vg:FILE[,IMAGES] or karpathy:FILE[,IMAGES]"
+_READ_KINDS = ('coco', 'vg', 'karpathy')
+
+def _default_image_dirs(kind:str, ann:Path) -> list:
+    "Where `pixelbert.data`'s reader looks for the images when no folder is given: the official layouts."
+    if kind == 'coco':
+        m = re.fullmatch(r"captions_(\w+)\.json", ann.name)  # annotations/captions_SPLIT.json next to SPLIT/
+        return [ann.parent.parent / m.group(1)] if m else []
+    if kind == 'vg': return [ann.parent / 'VG_100K', ann.parent / 'VG_100K_2']
+    return [ann.parent / 'flickr30k-images' if 'flickr30k' in ann.name else ann.parent]
+
+def parse_pretraining_data(spec:str, # a `--data` value: synthetic, coco:FILE[,IMAGES], vg:FILE[,IMAGES], karpathy:FILE[,IMAGES]; comma-separated to mix
+                           flag:str='--data', # the option it came from, for the messages
+                          ) -> list: # [(kind, annotation file or None, image folder or None)]
+    "Split a pre-training data spec into its parts and check them (known kinds, files and image folders there), reading nothing."
+    if not isinstance(spec, str) or not spec.strip(): raise ValueError(f"{flag} is empty; use {PRETRAIN_FORMS} (comma-separated to mix)")
+    items = []
+    for tok in filter(None, (t.strip() for t in spec.split(','))):
+        # a part starts with a kind; any other piece is the image folder of the part before it
+        if not items or tok == 'synthetic' or tok in _READ_KINDS or re.match(r'[A-Za-z]\w+:', tok): items.append([tok])
+        else: items[-1].append(tok)
+    if not items: raise ValueError(f"{flag} {spec!r} names no data; use {PRETRAIN_FORMS} (comma-separated to mix)")
+    parts = []
+    for first, *more in items:
+        item = ','.join([first, *more])
+        kind, _, path = first.partition(':')
+        if kind == 'synthetic':
+            if path or more: raise ValueError(f"{flag} {item!r}: 'synthetic' takes no files; use {PRETRAIN_FORMS}")
+            parts.append(('synthetic', None, None)); continue
+        if kind not in _READ_KINDS: raise ValueError(f"{flag} {item!r}: unknown kind {kind!r}; use {PRETRAIN_FORMS}")
+        if not path: raise ValueError(f"{flag} {item!r}: give the annotation file, e.g. {kind}:path/to/file.json (or {kind}:FILE,IMAGES)")
+        if len(more) > 1: raise ValueError(f"{flag} {item!r}: {kind} takes FILE[,IMAGES], an annotation file and an image folder")
+        if not Path(path).is_file(): raise FileNotFoundError(f"{flag} {item!r}: {path} does not exist")
+        if more:
+            if not Path(more[0]).is_dir(): raise FileNotFoundError(f"{flag} {item!r}: image folder {more[0]} does not exist")
+        elif not (dirs := _default_image_dirs(kind, Path(path))):
+            raise ValueError(f"{flag} {item!r}: cannot infer the image folder from {Path(path).name!r} (the official layout is "
+                             f"annotations/captions_SPLIT.json next to SPLIT/); name the folder: {kind}:{path},IMAGES")
+        elif not any(d.is_dir() for d in dirs):
+            raise FileNotFoundError(f"{flag} {item!r}: no image folder at {' or '.join(map(str, dirs))} (the official layout); "
+                                    f"name the folder: {kind}:{path},IMAGES")
+        parts.append((kind, path, more[0] if more else None))
+    return parts
+
+def pretraining_data(spec:str, # synthetic, coco:FILE[,IMAGES], vg:FILE[,IMAGES] or karpathy:FILE[,IMAGES]; comma-separated to mix
+                     split:str='train', # synthetic split; karpathy: 'train' reads train + restval, any other split itself
                      n_images:int=2000, # synthetic images (5 captions each)
                      seed:int=0, # synthetic world seed
-                     image_size:int=128): # side of the rendered synthetic images
+                     image_size:int=128, # side of the rendered synthetic images
+                     flag:str='--data', # the option the spec came from, for the messages
+                    ):
     "The image-caption pairs a `--data` value names: the synthetic world or real files read by `pixelbert.data`."
     from pixelbert.synth import SynthCaptions
     from pixelbert import data as D
-    readers = dict(coco=D.read_coco_captions, vg=D.read_vg_regions, karpathy=D.read_karpathy_captions)
     parts = []
-    for item in spec.split(','):
-        kind, _, path = item.strip().partition(':')
-        if kind == 'synthetic': parts.append(SynthCaptions(split, n_images=n_images, seed=seed, image_size=image_size))
-        elif kind in readers:
-            if not path: raise ValueError(f"--data {item!r}: give the annotation file, e.g. {kind}:path/to/file.json")
-            if not Path(path).is_file(): raise FileNotFoundError(f"--data {item!r}: {path} does not exist")
-            parts.append(readers[kind](path))
-        else: raise ValueError(f"--data {item!r}: unknown kind {kind!r}; use synthetic, coco:FILE, vg:FILE or karpathy:FILE")
-        if len(parts[-1]) == 0: raise ValueError(f"--data {item!r} holds no image-caption pairs")
+    for kind, path, images in parse_pretraining_data(spec, flag):
+        name = kind if path is None else f"{kind}:{path}"
+        if kind == 'synthetic':
+            if n_images < 1: raise ValueError(f"--n-images must be at least 1, not {n_images}")
+            parts.append(SynthCaptions(split, n_images=n_images, seed=seed, image_size=image_size))
+        elif kind == 'coco': parts.append(D.read_coco_captions(path, images))
+        elif kind == 'vg': parts.append(D.read_vg_regions(path, images))
+        else: parts.append(D.read_karpathy_captions(path, ('train', 'restval') if split == 'train' else (split,), image_dir=images))
+        if len(parts[-1]) == 0: raise ValueError(f"{flag} {name!r} holds no image-caption pairs")
     return parts[0] if len(parts) == 1 else torch.utils.data.ConcatDataset(parts)
 
 # %% ../nbs/09_trainer.ipynb #9e17908b
@@ -672,11 +718,11 @@ def pretrain_cli(
     seed:int=0, # run seed: initialisation, data order, dropout, masking, negatives
     resume:store_true=False, # continue from the newest checkpoint in --out
     stop_after:int=0, # stop with a checkpoint after this many steps of this invocation (0: run to --steps)
-    data:str='synthetic', # synthetic | coco:captions.json | vg:region_descriptions.json | karpathy:dataset.json (comma-separated to mix) | shards:GLOB
+    data:str='synthetic', # synthetic | coco:FILE[,IMAGES] | vg:FILE[,IMAGES] | karpathy:FILE[,IMAGES], comma-separated to mix, e.g. synthetic,coco:captions.json,images/ (IMAGES: where the images are, when not in the official layout) | shards:GLOB
     n_images:int=2000, # synthetic world: training images (5 captions each)
     image_size:int=None, # image side for the model and the synthetic renderer (default: the preset's)
     config:str=None, # model configuration overrides, e.g. hidden_dropout_prob=0,num_hidden_layers=2
-    eval_data:str=None, # held-out pairs for the final accuracies (default: the synthetic val split with --data synthetic)
+    eval_data:str=None, # held-out pairs for the final accuracies, in --data's forms (karpathy: its val split; default: the synthetic val split with --data synthetic)
     eval_batches:int=4, # batches of 64 pairs in the final evaluation (0: skip it)
     batch_size:int=None, # global batch in pairs per optimizer step (default: the preset's)
     micro_batch:int=None, # pairs per forward pass and process; sets the accumulation steps (default: no accumulation)
@@ -698,9 +744,9 @@ def pretrain_cli(
     tag_steps:int=300, # with --backbone-weights tags: steps (of 64 images) of the tagging stage
     log_every:int=None, # steps between log lines (default: the preset's)
     save_every:int=None, # steps between checkpoints (default: the preset's)
-    keep_checkpoints:int=2, # newest checkpoints kept
+    keep_checkpoints:int=2, # newest checkpoints kept (0: all of them)
     workers:int=None, # DataLoader workers per process (default: the preset's)
-    device:str=None, # cpu, cuda, cuda:N (default: cuda if available; one GPU per process under torchrun)
+    device:str=None, # cpu, cuda, cuda:N or auto (default: cuda if available; one GPU per process under torchrun)
     precision:str='auto', # auto (bf16 autocast on GPU, float32 on CPU), fp32, bf16
     compile:store_true=False, # torch.compile the model
     channels_last:store_true=False, # channels-last memory format for the CNN
@@ -713,8 +759,33 @@ def pretrain_cli(
     if out is None: raise CliError("--out DIR is required")
     if steps is None or steps < 1: raise CliError("--steps N (a positive number of optimizer steps) is required")
     if preset not in TRAIN_PRESETS: raise CliError(f"unknown --preset {preset!r}; choose one of {sorted(TRAIN_PRESETS)}")
+    for flag, v, ok, what in (  # None: the preset's (or the default) value
+        ('--batch-size', batch_size, lambda v: v >= 1, 'at least 1'), ('--micro-batch', micro_batch, lambda v: v >= 1, 'at least 1'),
+        ('--image-size', image_size, lambda v: v >= 1, 'at least 1'), ('--n-images', n_images, lambda v: v >= 1, 'at least 1'),
+        ('--tag-steps', tag_steps, lambda v: v >= 1, 'at least 1'), ('--log-every', log_every, lambda v: v >= 1, 'at least 1'),
+        ('--save-every', save_every, lambda v: v >= 1, 'at least 1'), ('--threads', threads, lambda v: v >= 1, 'at least 1'),
+        ('--keep-checkpoints', keep_checkpoints, lambda v: v >= 0, 'at least 0 (0 keeps them all)'),
+        ('--eval-batches', eval_batches, lambda v: v >= 0, 'at least 0 (0 skips the evaluation)'),
+        ('--workers', workers, lambda v: v >= 0, 'at least 0'), ('--stop-after', stop_after, lambda v: v >= 0, 'at least 0'),
+        ('--mlm-probability', mlm_probability, lambda v: 0 < v <= 1, 'above 0 and at most 1'),
+        ('--itm-negative-ratio', itm_negative_ratio, lambda v: v >= 0, 'at least 0'),
+        ('--itm-hard-negatives', itm_hard_negatives, lambda v: 0 <= v <= 1, 'between 0 and 1'),
+        ('--lr', lr, lambda v: v >= 0, 'at least 0'), ('--backbone-lr', backbone_lr, lambda v: v >= 0, 'at least 0'),
+        ('--warmup', warmup, lambda v: v >= 0, 'at least 0'), ('--max-grad-norm', max_grad_norm, lambda v: v >= 0, 'at least 0')):
+        if v is not None and not ok(v): raise CliError(f"pixelbert-pretrain: {flag} must be {what}, not {v}")
     if itm_hard_negatives and any(not s.strip().startswith('synthetic') for s in data.split(',')):
         raise CliError("--itm-hard-negatives needs false captions, which only the synthetic world provides")
+    if device == 'auto': device = None
+    try:  # everything that can be checked before any work
+        if device is not None:
+            from pixelbert.cli import resolve_device
+            resolve_device(device)  # finetune's check: a clear message where there is no GPU
+        if not data.strip().startswith('shards:'): parse_pretraining_data(data, '--data')
+        if eval_data is not None: parse_pretraining_data(eval_data, '--eval-data')
+    except (ValueError, FileNotFoundError) as e: raise CliError(f"pixelbert-pretrain: {e}") from e
+    if not resume and (ckpts := list_checkpoints(out)):  # before the tagging stage, not after it
+        raise CliError(f"pixelbert-pretrain: {out} already holds checkpoints (newest: {ckpts[-1].name}); "
+                       "pass --resume to continue that run, or choose another --out")
     if threads: torch.set_num_threads(threads)
     tp = TRAIN_PRESETS[preset]
     backbone_weights = backbone_weights if backbone_weights is not None else tp['backbone_weights']
@@ -726,9 +797,9 @@ def pretrain_cli(
     if bool(mlm_focus) != (focus_steps > 0): raise CliError('--mlm-focus and --focus-steps go together: the words, and for how long')
     if focus_alone and not mlm_focus: raise CliError('--focus-alone needs --mlm-focus and --focus-steps')
     world = int(os.environ.get('WORLD_SIZE', 1))
-    batch_size = batch_size or tp['batch_size']
+    batch_size = tp['batch_size'] if batch_size is None else batch_size
     grad_accum = 1
-    if micro_batch:
+    if micro_batch is not None:
         if batch_size % (world * micro_batch):
             raise CliError(f"--batch-size {batch_size} is not a multiple of processes x --micro-batch = {world} x {micro_batch}")
         grad_accum = batch_size // (world * micro_batch)
@@ -744,13 +815,13 @@ def pretrain_cli(
         known = set(PixelBertConfig().to_dict()) | set(PRETRAINING_DEFAULTS)
         if unknown := sorted(set(overrides) - known): raise ValueError(f"--config: unknown configuration fields {unknown}")
         if backbone_weights is not None: overrides['backbone_weights'] = None if backbone_weights.lower() in ('none', 'tags') else backbone_weights
-        if image_size: overrides |= dict(image_shortest_edge=image_size, image_longest_edge=image_size)
+        if image_size is not None: overrides |= dict(image_shortest_edge=image_size, image_longest_edge=image_size)
         model_config = pretraining_config(preset, processor.tokenizer, **dict(mlm_probability=mlm_probability,
                                           itm_negative_ratio=itm_negative_ratio, itm_hard_negatives=itm_hard_negatives) | overrides)
         from pixelbert.pretraining import focus_ids
         focus = focus_ids(processor.tokenizer, [w.strip() for w in mlm_focus.split(',') if w.strip()]) if mlm_focus else None
         schedule, phases = pretraining_schedule(steps, mlm_after, mlm_ramp, focus, focus_steps, focus_after, focus_itm=not focus_alone)
-        if image_size:
+        if image_size is not None:
             from pixelbert.processing import PixelBertImageProcessor
             processor = PixelBertProcessor(processor.tokenizer, PixelBertImageProcessor.for_config(model_config))
         loader_fn = None
@@ -760,11 +831,17 @@ def pretrain_cli(
             loader_fn = lambda start: shard_loader_for_training(train, batch_size, collate, grad_accum, start,
                                                                 workers if workers is not None else tp['workers'])
         else: train = pretraining_data(data, 'train', n_images, image_size=image_size or 128)
+        held_out, ev_spec = None, eval_data or ('synthetic' if data.strip() == 'synthetic' else None)
+        if eval_batches > 0 and ev_spec is not None and int(os.environ.get('RANK', 0)) == 0:  # read now: a bad file fails before training
+            held_out = pretraining_data(ev_spec, 'val', n_images=max(eval_batches * 64 // 5, 20), image_size=image_size or 128,
+                                        flag='--eval-data')
         torch.manual_seed(seed)
         model = PixelBertForPreTraining(model_config)
         if tag_cnn and int(os.environ.get('RANK', 0)) == 0 and not (resume and list_checkpoints(out)):
             # rank 0 alone: DDP hands its weights to the other ranks when training starts; a resumed run has them in its checkpoint
-            print(f"pixelbert-pretrain: the CNN first learns to tag synthetic scenes ({tag_steps} steps, {Path(out) / 'backbone'})", file=sys.stderr)
+            kept = Path(out) / 'backbone' / 'backbone.safetensors'
+            if kept.is_file(): print(f"pixelbert-pretrain: re-using the tagged CNN in {kept} (--tag-steps does not apply; delete it to tag again)", file=sys.stderr)
+            else: print(f"pixelbert-pretrain: the CNN first learns to tag synthetic scenes ({tag_steps} steps, {Path(out) / 'backbone'})", file=sys.stderr)
             model.pixelbert.visual.backbone.load_state_dict(tagged_backbone(model_config, processor, Path(out) / 'backbone', tag_steps, seed,
                                                                             device, precision, not no_progress))
     except (ValueError, FileNotFoundError, OSError) as e: raise CliError(f"pixelbert-pretrain: {e}") from e
@@ -773,7 +850,8 @@ def pretrain_cli(
                      lr=lr if lr is not None else tp['lr'], backbone_lr=backbone_lr if backbone_lr is not None else tp['backbone_lr'],
                      warmup=warmup if warmup is not None else tp['warmup'],
                      max_grad_norm=max_grad_norm if max_grad_norm is not None else tp['max_grad_norm'],
-                     log_every=log_every or tp['log_every'], save_every=save_every or tp['save_every'],
+                     log_every=tp['log_every'] if log_every is None else log_every,
+                     save_every=tp['save_every'] if save_every is None else save_every,
                      keep_checkpoints=keep_checkpoints, num_workers=workers if workers is not None else tp['workers'],
                      device=device, precision=precision, compile=compile, channels_last=channels_last, progress=not no_progress,
                      find_unused_parameters=(phases['mlm_start'] > 0 or phases['focus_steps'] > 0) and world > 1)  # a head idles in the one-task steps
@@ -795,12 +873,9 @@ def pretrain_cli(
     summary = dict(preset=preset, steps=res['step'], batch_size=batch_size, device=str(trainer.device),
                    processes=trainer.dist.world_size, train_seconds=round(trainer.elapsed, 1),
                    pairs_per_s=round(res['step'] * batch_size / max(trainer.elapsed, 1e-9), 2))
-    if eval_batches > 0:
-        ev_spec = eval_data or ('synthetic' if data.strip() == 'synthetic' else None)
-        if ev_spec is not None:
-            held_out = pretraining_data(ev_spec, 'val', n_images=max(eval_batches * 64 // 5, 20), image_size=image_size or 128)
-            summary.update(evaluate_pretraining(trainer.model, held_out, collate, batch_size=64, max_batches=eval_batches,
-                                                seed=seed, device=trainer.device))
+    if held_out is not None:
+        summary.update(evaluate_pretraining(trainer.model, held_out, collate, batch_size=64, max_batches=eval_batches,
+                                            seed=seed, device=trainer.device))
     summary['wall_seconds'] = round(time.time() - t0, 1)
     Path(out, 'metrics.json').write_text(json.dumps(summary, indent=1) + '\n')
     trainer.log('pixelbert-pretrain: ' + ', '.join(f'{k}={v:.4g}' if isinstance(v, float) else f'{k}={v}' for k, v in summary.items()))

@@ -6,6 +6,7 @@ import torch
 from fastcore.script import CliError
 from pixelbert.cli import finetune_cli, eval_cli, demo_cli, parse_data_spec
 from pixelbert.synth import NLVR2_TEMPLATES
+from pixelbert.trainer import read_log
 
 torch.set_num_threads(1)  # tiny models on a shared CPU: one thread is fastest
 BIN = Path(sys.executable).parent
@@ -28,6 +29,10 @@ def test_help(script):
     assert r.returncode == 0, r.stderr
     assert 'usage:' in r.stdout and '--out' in r.stdout
     if script != 'pixelbert-demo': assert 'vqa, nlvr2 or retrieval' in r.stdout
+    if script != 'pixelbert-demo':  # optional paths in brackets, as the code reads them
+        assert 'nlvr2:JSONL[,IMAGES]' in r.stdout and 'karpathy:JSON[,IMAGES]' in r.stdout and 'nlvr2:JSONL,IMAGES' not in r.stdout
+    if script == 'pixelbert-finetune': assert '--overwrite' in r.stdout and 'vqa:QUESTIONS,ANNOTATIONS[,IMAGES]' in r.stdout
+    if script == 'pixelbert-eval': assert 'vqa:QUESTIONS[,ANNOTATIONS[,IMAGES]]' in r.stdout and 'FILE (not a folder)' in r.stdout
 
 def test_demo_quick(tmp_path):
     out = tmp_path / 'demo'
@@ -68,6 +73,13 @@ def test_finetune_eval_synthetic(tmp_path, capsys):
     assert m['init'] == 'scratch' and m['steps'] == 2 and 0 <= m['eval']['accuracy'] <= 1 and m['eval']['n'] == 12
     assert json.loads((tmp_path / 'vqa' / 'val_results.json').read_text())[0].keys() == {'question_id', 'answer'}
     assert (tmp_path / 'vqa' / 'final' / 'answers.json').is_file() and not list((tmp_path / 'vqa').glob('checkpoint-*'))
+    # a finished run is not overwritten by accident; --overwrite replaces it (its old metrics and results go first)
+    with pytest.raises(CliError, match=r'already holds a finished run \(final/\); pass --overwrite'): finetune_cli('vqa', out=str(tmp_path / 'vqa'), **SMALL)
+    (tmp_path / 'vqa' / 'notes.txt').write_text('mine')
+    assert finetune_cli('vqa', out=str(tmp_path / 'vqa'), overwrite=True, **SMALL | dict(steps=1, eval_images=2)) == 0
+    m = json.loads((tmp_path / 'vqa' / 'metrics.json').read_text())
+    assert m['steps'] == 1 and m['eval']['n'] == 6 and len(json.loads((tmp_path / 'vqa' / 'val_results.json').read_text())) == 6
+    assert (tmp_path / 'vqa' / 'notes.txt').read_text() == 'mine' and [r['step'] for r in read_log(tmp_path / 'vqa' / 'log.jsonl')] == [1]
     assert eval_cli('vqa', model=str(tmp_path / 'vqa'), n_images=3, out=str(tmp_path / 'ev' / 'vqa.json'), threads=1) == 0
     ev = json.loads((tmp_path / 'ev' / 'vqa.json').read_text())
     assert ev['n'] == 9 and set(ev['per_type']) and Path(ev['results_file']).name == 'vqa_results.json'
@@ -146,3 +158,38 @@ def test_bad_input(tmp_path):
     assert r.returncode != 0 and 'holds vqa data, but the task is nlvr2' in r.stderr and 'Traceback' not in r.stderr
     r = run('pixelbert-eval', 'vqa', '--model', tmp_path / 'missing', timeout=120)
     assert r.returncode != 0 and 'does not exist' in r.stderr and 'Traceback' not in r.stderr
+
+
+def test_bad_sizes_and_out_paths(tmp_path):
+    "From a new-user audit: sizes below 1, --out paths that are files or folders, questions without answers, --device cuda with no GPU: one line, no traceback, nothing written."
+    (tmp_path / 'file').write_text('x'); (tmp_path / 'E').mkdir()
+    def refused(args, msg):
+        r = run(*args, timeout=180)
+        assert r.returncode == 1 and msg in r.stderr and 'Traceback' not in r.stderr, (args, r.stderr[-2000:])
+    small = ['--steps', 1, '--n-images', 4, '--threads', 1, '--no-progress']
+    refused(['pixelbert-finetune', 'vqa', '--out', tmp_path / 'g', *small, '--eval-images', 0], 'pixelbert-finetune: --eval-images must be at least 1, got 0')
+    refused(['pixelbert-finetune', 'retrieval', '--out', tmp_path / 'g', *small, '--eval-images', -1], '--eval-images must be at least 1, got -1')
+    refused(['pixelbert-finetune', 'vqa', '--out', tmp_path / 'g', '--n-images', 0], '--n-images must be at least 1, got 0')
+    refused(['pixelbert-finetune', 'vqa', '--out', tmp_path / 'g', *small, '--batch-size', -4], '--batch-size must be at least 1, got -4')
+    refused(['pixelbert-finetune', 'nlvr2', '--out', tmp_path / 'g', *small, '--batch-size', 0], '--batch-size must be at least 1, got 0')
+    refused(['pixelbert-finetune', 'vqa', '--out', tmp_path / 'file', *small], f"--out {tmp_path / 'file'} is a file, not a folder")
+    refused(['pixelbert-eval', 'vqa', '--model', tmp_path / 'm', '--batch-size', 0], 'pixelbert-eval: --batch-size must be at least 1, got 0')
+    refused(['pixelbert-eval', 'retrieval', '--model', tmp_path / 'm', '--mode', 'fast', '--k', 0], '--k must be at least 1, got 0')
+    refused(['pixelbert-eval', 'vqa', '--model', tmp_path / 'm', '--out', tmp_path / 'E'], f"--out {tmp_path / 'E'} is a folder; give the file to write the metrics to")
+    refused(['pixelbert-synth', '--out', tmp_path / 'file', '--n-images', 2], f"pixelbert-synth: --out {tmp_path / 'file'} is a file, not a folder")
+    refused(['pixelbert-synth', '--out', tmp_path / 'S', '--n-images', 2, '--image-size', 0], 'pixelbert-synth: --image-size must be at least 16, got 0')
+    q = tmp_path / 'q.json'; q.write_text('{"questions": []}')
+    refused(['pixelbert-finetune', 'vqa', '--out', tmp_path / 'g', *small, '--data', f'vqa:{q}'], 'training needs the annotations file, vqa:QUESTIONS,ANNOTATIONS[,IMAGES]')
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['E', 'file', 'q.json'] and not list((tmp_path / 'E').iterdir())
+    # pixelbert-viz: an --out that is a file, and --device cuda without a GPU, with the message finetune and eval give
+    from pixelbert.model import PixelBertModel, PixelBertConfig
+    from pixelbert.processing import PixelBertProcessor
+    from pixelbert.synth import make_scene
+    proc = PixelBertProcessor.from_preset('tiny')
+    PixelBertModel(PixelBertConfig.from_preset('tiny', vocab_size=len(proc.tokenizer))).save_pretrained(tmp_path / 'm')
+    proc.save_pretrained(tmp_path / 'm'); make_scene(0, 'val', 0).render(128).save(tmp_path / 'im.png')
+    viz = ['pixelbert-viz', '--model', tmp_path / 'm', '--image', tmp_path / 'im.png', '--text', 'a red circle']
+    refused([*viz, '--out', tmp_path / 'file'], f"pixelbert-viz: --out {tmp_path / 'file'} is a file, not a folder")
+    refused([*viz, '--out', tmp_path / 'v', '--layer', 'foo'], "pixelbert-viz: --layer must be 'rollout' or a layer index")
+    if not torch.cuda.is_available(): refused([*viz, '--out', tmp_path / 'v', '--device', 'cuda'], 'pixelbert-viz: --device cuda: no CUDA GPU is available here')
+    assert not (tmp_path / 'v').exists()

@@ -62,6 +62,26 @@ def test_pretraining_learns(tmp_path):
     (dict(focus_steps=1), 'go together'),
     (dict(focus_alone=True), '--focus-alone needs'),
     (dict(mlm_focus='red', focus_steps=1, focus_after=-1), '--focus-after must not be negative'),
+    (dict(eval_data='nope:x'), "--eval-data 'nope:x': unknown kind 'nope'"),  # checked before training, not after it
+    (dict(eval_data='coco:/no/such/captions_val2017.json'), '--eval-data .* does not exist'),
+    (dict(data='synthetic,imagenet:x.json'), 'unknown kind'),
+    (dict(batch_size=-4), '--batch-size must be at least 1'),
+    (dict(batch_size=0), '--batch-size must be at least 1'),  # not silently the preset's
+    (dict(micro_batch=0), '--micro-batch must be at least 1'),
+    (dict(image_size=0), '--image-size must be at least 1'),
+    (dict(n_images=-5), '--n-images must be at least 1'),
+    (dict(keep_checkpoints=-1), '--keep-checkpoints must be at least 0'),
+    (dict(mlm_probability=1.5), '--mlm-probability must be above 0 and at most 1'),
+    (dict(mlm_probability=0), '--mlm-probability must be above 0'),
+    (dict(itm_hard_negatives=2.0), '--itm-hard-negatives must be between 0 and 1'),
+    (dict(log_every=0), '--log-every must be at least 1'),
+    (dict(save_every=0), '--save-every must be at least 1'),
+    (dict(eval_batches=-1), '--eval-batches must be at least 0'),
+    (dict(tag_steps=0), '--tag-steps must be at least 1'),
+    (dict(lr=-1e-3), '--lr must be at least 0'),
+    (dict(device='tpu'), 'unknown device'),
+    pytest.param(dict(device='cuda'), '--device cuda: no CUDA GPU is available here',
+                 marks=pytest.mark.skipif(torch.cuda.is_available(), reason='a GPU is here')),
 ])
 def test_bad_command_lines(kw, message, tmp_path):
     with pytest.raises(CliError, match=message): pretrain_cli(**(FAST | dict(steps=2) | kw), out=str(tmp_path / 'x'))
@@ -145,3 +165,84 @@ def test_resume_to_more_steps(tmp_path):
     log = read_log(out / 'log.jsonl')
     assert [r['step'] for r in log][-2:] == [3, 4]
     assert (out / 'checkpoint-4').is_dir() and json.loads((out / 'metrics.json').read_text())['steps'] == 4
+
+
+def test_refuses_a_used_folder_before_any_work(tmp_path):
+    "Without --resume a folder with checkpoints is refused at once: no tagging stage runs into it first."
+    out = tmp_path / 'run'
+    assert quiet_threads(lambda: pretrain_cli(**(FAST | dict(steps=1, threads=1)), out=str(out))) == 0
+    with pytest.raises(CliError, match='already holds checkpoints'):
+        pretrain_cli(**(FAST | dict(steps=1, threads=1, backbone_weights='tags', tag_steps=1)), out=str(out))
+    assert not (out / 'backbone').exists()
+
+
+def test_reused_tagged_cnn_says_so(tmp_path, capsys):
+    "A tagged CNN already in OUT/backbone is re-used whatever --tag-steps says, and the message says so."
+    kw = FAST | dict(steps=1, threads=1, backbone_weights='tags')
+    first = tmp_path / 'first'
+    assert quiet_threads(lambda: pretrain_cli(**kw, tag_steps=1, out=str(first))) == 0
+    assert 'the CNN first learns to tag synthetic scenes (1 steps' in capsys.readouterr().err
+    second = tmp_path / 'second'
+    (second / 'backbone').mkdir(parents=True)
+    (first / 'backbone' / 'backbone.safetensors').rename(second / 'backbone' / 'backbone.safetensors')
+    assert quiet_threads(lambda: pretrain_cli(**kw, tag_steps=50, out=str(second))) == 0
+    err = capsys.readouterr().err
+    assert 're-using the tagged CNN in' in err and '50 steps' not in err, err
+
+
+def test_bad_eval_file_fails_before_training(tmp_path):
+    "--eval-data is read before training: a broken file stops the run at once, with the CLI's message."
+    bad = tmp_path / 'coco' / 'annotations' / 'captions_val2017.json'
+    bad.parent.mkdir(parents=True); (tmp_path / 'coco' / 'val2017').mkdir()
+    bad.write_text('{not json')
+    with pytest.raises(CliError, match='pixelbert-pretrain: .*captions_val2017.json'):
+        pretrain_cli(**(FAST | dict(steps=1, eval_batches=1)), eval_data=f'coco:{bad}', out=str(tmp_path / 'x'))
+    assert not (tmp_path / 'x' / 'log.jsonl').exists()
+
+
+def test_synthetic_mixed_with_real_captions(tmp_path):
+    """`--data synthetic,coco:FILE,IMAGES`: the synthetic world (false captions) mixed with COCO-format captions (none)
+    trains, with the COCO file outside the official layout and its image folder named after it; --eval-data takes the
+    same form."""
+    import shutil
+    from pixelbert.data import write_coco_captions, synth_integer_ids
+    from pixelbert.synth import SynthCaptions
+    ds = SynthCaptions('val', n_images=4)
+    ann = write_coco_captions([ds[i] for i in range(len(ds))], tmp_path / 'coco', 'val2017', synth_integer_ids(ds, 'val'))
+    images = ann.parent.parent / 'val2017'
+    moved = Path(shutil.copy(ann, tmp_path / 'my_captions.json'))
+    with pytest.raises(CliError, match=f'name the folder: coco:{moved},IMAGES'):
+        pretrain_cli(**(FAST | dict(steps=1)), data=f'synthetic,coco:{moved}', out=str(tmp_path / 'x'))
+    out = tmp_path / 'mix'
+    assert quiet_threads(lambda: pretrain_cli(**(FAST | dict(steps=2, threads=1, eval_batches=1)), data=f'synthetic,coco:{moved},{images}',
+                                              eval_data=f'coco:{moved},{images}', out=str(out))) == 0
+    assert [r['step'] for r in read_log(out / 'log.jsonl')] == [1, 2]
+    m = json.loads((out / 'metrics.json').read_text())
+    assert m['pairs'] == 40 and 0 <= m['itm_accuracy'] <= 1  # 20 captions of the COCO file, 20 negatives
+
+
+def test_mixed_batch_hard_negatives():
+    """A batch mixing synthetic samples (false captions) with real ones (none) trains with hard negatives: a real
+    sample's negative row is another image's caption (an in-batch negative); all-synthetic batches are unchanged."""
+    from pixelbert.processing import PixelBertProcessor
+    from pixelbert.pretraining import PixelBertForPreTraining, PretrainingCollator, pretraining_config
+    from pixelbert.synth import SynthCaptions, CaptionSample
+    proc = PixelBertProcessor.from_preset('tiny')
+    ds = SynthCaptions('train', n_images=3)
+    synth = [ds[i] for i in (0, 5, 10)]
+    real = [CaptionSample(f'real{i}', s.image, s.caption) for i, s in enumerate(synth)]  # the same pictures, no false captions
+    collate = PretrainingCollator(proc)
+    mixed = collate(synth + real)
+    assert mixed['neg_input_ids'].shape[0] == 6
+    pure = collate(synth)
+    t = pure['neg_input_ids'].shape[1]
+    assert torch.equal(mixed['neg_input_ids'][:3, :t], pure['neg_input_ids'])  # hard negatives as in a synthetic batch
+    for i, s in enumerate(real):  # each real sample: the caption of a different image
+        neg = proc.decode(mixed['neg_input_ids'][3 + i], skip_special_tokens=True)
+        assert neg in [o.caption for o in synth + real if o.image_id != s.image_id], neg
+    assert 'neg_input_ids' not in collate(real)  # all real: as before
+    torch.manual_seed(0)
+    model = PixelBertForPreTraining(pretraining_config('tiny', proc.tokenizer, itm_hard_negatives=1.0, num_hidden_layers=1,
+                                                       backbone_weights=None)).train()
+    out = model(**mixed, generator=torch.Generator().manual_seed(0))
+    assert torch.isfinite(out.loss) and out.itm_labels.tolist() == [1] * 6 + [0] * 6
