@@ -224,18 +224,21 @@ TASK_CLASSES = {'vqa': 'PixelBertForVQA', 'nlvr2': 'PixelBertForNLVR2', 'retriev
 def load_task_model(task:str, # vqa, nlvr2 or retrieval
                     path, # a folder written by `pixelbert-finetune` (or its final/)
                    ):
-    "A fine-tuned model of `task` from its folder; a folder holding another task's model is refused."
+    "A fine-tuned model of `task` from its folder; a folder holding another task's model, or weights that do not fit it, is refused."
     check_task(task)
     d = find_model_dir(path)
     arch = json.loads((d/'config.json').read_text()).get('architectures') or ['?']
     if arch[0] != TASK_CLASSES[task]:
         raise ValueError(f"{d} holds a {arch[0]}, not a {TASK_CLASSES[task]}: fine-tune it for {task} first "
                          f"(pixelbert-finetune {task} --model {path} --out DIR)")
-    from transformers.utils import logging as hf_logging
     import pixelbert.vqa, pixelbert.nlvr2, pixelbert.retrieval
     cls = {'vqa': pixelbert.vqa.PixelBertForVQA, 'nlvr2': pixelbert.nlvr2.PixelBertForNLVR2,
            'retrieval': pixelbert.retrieval.PixelBertForRetrieval}[task]
-    return cls.from_pretrained(d)
+    model, info = cls.from_pretrained(d, output_loading_info=True)
+    # checked here, not left to transformers' loading report: the command lines keep transformers' warnings quiet
+    bad = [f"{what} {sorted(info[k])[:5]}" for k, what in (('missing_keys', 'missing'), ('unexpected_keys', 'unexpected')) if info[k]]
+    if bad: raise ValueError(f"{d}/{MODEL_FILE} does not fit a {cls.__name__}: {', '.join(bad)}")
+    return model
 
 # %% ../nbs/15_cli.ipynb #35ff6fef
 def _drop_checkpoints(out):
@@ -405,6 +408,7 @@ def finetune_cli(
     model:str=None, # pre-trained model folder, e.g. pixelbert-pretrain's DIR/final (default: from scratch)
     fresh_pooler:store_true=False, # vqa, nlvr2: the head on a freshly initialised [CLS] pooler, not the pre-trained (ITM's) one (chapter 17, "The pooler": it helped VQA on one seed of four)
     preset:str='tiny', # model preset when training from scratch; also picks the default learning rates
+    tokenizer:str=None, # from scratch: instead of the preset's (base, large: bert-base-uncased, from the cache or the Hub), a local folder holding tokenizer.json or vocab.txt, or a Hub name
     steps:int=None, # optimizer steps (default: vqa 300, nlvr2 300, retrieval 150)
     data:str='synthetic', # synthetic | vqa:QUESTIONS,ANNOTATIONS[,IMAGES] | nlvr2:JSONL[,IMAGES] | karpathy:JSON[,IMAGES]
     eval_data:str=None, # held-out data for metrics.json, same forms (VQA: annotations optional) (default: the synthetic val split with synthetic data)
@@ -439,6 +443,8 @@ def finetune_cli(
             raise ValueError("--fresh-pooler takes vqa or nlvr2 from a pre-trained --model (retrieval's ranking head starts from "
                              "the ITM head, which reads the pre-trained pooler)")
         if preset not in TRAIN_PRESETS: raise ValueError(f"unknown --preset {preset!r}; choose one of {sorted(TRAIN_PRESETS)}")
+        if tokenizer is not None and model is not None:
+            raise ValueError("--tokenizer is for a model trained from scratch (--preset); a --model folder brings its own processor")
         _threads(threads)
         dev = resolve_device(device); prec = resolve_precision(precision, dev)
         spec = parse_data_spec(data, task)
@@ -450,7 +456,7 @@ def finetune_cli(
             mdir = find_model_dir(model)
             config, processor = PixelBertConfig.from_pretrained(mdir), load_processor(mdir)
         else:
-            processor = PixelBertProcessor.from_preset(preset)
+            processor = PixelBertProcessor.from_preset(preset, tokenizer=tokenizer)
             config = PixelBertConfig.from_preset(preset, vocab_size=len(processor.tokenizer))
         n = d['n_images'] if n_images is None else n_images
         train = load_task_data(task, spec, 'train', n, seed, captions_per_image=2)
@@ -518,6 +524,7 @@ def eval_cli(
     "Evaluate a fine-tuned Pixel-BERT on VQA, NLVR2 or retrieval; metrics as JSON, predictions in the official formats."
     from transformers.utils import logging as hf_logging
     hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()  # no "Loading weights" bar on the console (tqdm bars only; logging is not affected)
     t0 = time.time()
     try:
         check_task(task)

@@ -6,22 +6,23 @@ Docs: https://pixelbert.github.io/pixelbert/data.html.md"""
 
 # %% ../nbs/02_data.ipynb #ef1ac00a
 from __future__ import annotations
-import json, logging, os, re, time, warnings, zlib
+import json, logging, os, re, sys, time, warnings, zlib
 from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFile, UnidentifiedImageError
-from fastcore.script import call_parse, CliError
+from fastcore.script import call_parse, store_true, CliError
 from .synth import CaptionSample, VQASample, NLVR2Sample, RetrievalPool
-from .synth import SynthCaptions, SynthVQA, SynthNLVR2, synth_retrieval_pool
+from .synth import SynthCaptions, SynthVQA, SynthNLVR2, synth_retrieval_pool, NLVR2_SPLITS
 
 # %% auto #0
-__all__ = ['ImageLoadError', 'load_image', 'DataFormatError', 'ReadReport', 'SampleList', 'read_coco_captions', 'integer_ids',
-           'write_coco_captions', 'read_vg_regions', 'write_vg_regions', 'read_vqa', 'write_vqa', 'read_nlvr2',
-           'write_nlvr2', 'read_karpathy', 'read_karpathy_captions', 'write_karpathy', 'synth_integer_ids',
-           'write_synthetic', 'synth_cli']
+__all__ = ['SYNTH_MANIFEST', 'SYNTH_ANNOTATIONS', 'ImageLoadError', 'load_image', 'DataFormatError', 'ReadReport', 'SampleList',
+           'read_coco_captions', 'integer_ids', 'write_coco_captions', 'read_vg_regions', 'write_vg_regions',
+           'read_vqa', 'write_vqa', 'read_nlvr2', 'write_nlvr2', 'read_karpathy', 'read_karpathy_captions',
+           'write_karpathy', 'synth_integer_ids', 'check_synth_folder', 'clear_synth_output', 'write_synthetic',
+           'synth_cli']
 
 # %% ../nbs/02_data.ipynb #4867be0b
 class ImageLoadError(ValueError):
@@ -244,15 +245,26 @@ def _unique_images(samples, key=lambda s: s.image_id):
     for s in samples: out.setdefault(key(s), s.image)
     return out
 
+_RECORDERS = []  # lists that collect every file the writers write (see `write_synthetic`'s manifest)
+
+@contextmanager
+def _recording():
+    "Collect the path of every file `_save_image` and `_dump` write inside the block."
+    paths = []; _RECORDERS.append(paths)
+    try: yield paths
+    finally: _RECORDERS.remove(paths)
+
 def _save_image(ref, path:Path, **save_kw) -> tuple:
     "Write an image reference to `path` (format from the suffix); returns (width, height)."
     im = load_image(ref)
     path.parent.mkdir(parents=True, exist_ok=True)
+    for r in _RECORDERS: r.append(path)
     im.save(path, **save_kw)
     return im.size
 
 def _dump(obj, path:Path, lines:bool=False) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
+    for r in _RECORDERS: r.append(path)
     with open(path, "w", encoding="utf-8") as f:
         if lines: f.writelines(json.dumps(o) + "\n" for o in obj)
         else: json.dump(obj, f)
@@ -559,6 +571,61 @@ def synth_integer_ids(
 
 def _all(ds) -> list: return [ds[i] for i in range(len(ds))]
 
+SYNTH_MANIFEST = "pixelbert-synth.json"  # in the output folder: every file `write_synthetic` wrote there
+SYNTH_ANNOTATIONS = ("coco/annotations/captions_train2017.json", "coco/annotations/captions_val2017.json",
+    "vg/region_descriptions.json", "vqa/Questions/v2_OpenEnded_mscoco_train2014_questions.json",
+    "vqa/Questions/v2_OpenEnded_mscoco_val2014_questions.json", "vqa/Annotations/v2_mscoco_train2014_annotations.json",
+    "vqa/Annotations/v2_mscoco_val2014_annotations.json", "nlvr2/data/train.json", "nlvr2/data/dev.json",
+    "karpathy/dataset_flickr30k.json")  # the annotation files it writes, relative to the output folder
+
+def _manifest_files(out:Path) -> list:
+    "The files a previous `write_synthetic` wrote in `out`, as its manifest lists them (never a path outside `out`)."
+    m = out/SYNTH_MANIFEST
+    try: rec = json.loads(m.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{m} cannot be read ({e}), so what pixelbert-synth wrote is unknown: remove it yourself or choose another --out") from None
+    files = rec.get("files") if isinstance(rec, dict) else None
+    if not isinstance(files, list) or not all(isinstance(f, str) for f in files) or rec.get("written_by") != "pixelbert-synth":
+        raise ValueError(f"{m} is not a pixelbert-synth manifest (no 'files' list): remove the previous output yourself or choose another --out")
+    rel = [Path(f) for f in files]
+    return [out/f for f in rel if f.parts and not f.is_absolute() and ".." not in f.parts]
+
+def check_synth_folder(
+    out, # the output folder
+    overwrite:bool=False, # a previous `write_synthetic` output there may be replaced
+) -> Path:
+    "`out` as a `Path` if the synthetic world may be written there, else a `ValueError`: a file in the way, a previous output (unless `overwrite`), or data sets at the paths it writes but no manifest."
+    p = Path(out)
+    for a in (p, *p.parents):  # the first part of the path that exists must be a folder
+        if a.exists():
+            if a.is_dir(): break
+            raise ValueError(f"--out {out} is a file, not a folder" if a == p else f"--out {out}: {a} is a file, not a folder")
+    if (p/SYNTH_MANIFEST).exists():
+        if not overwrite: raise ValueError(f"--out {out} already holds a pixelbert-synth output ({SYNTH_MANIFEST}); pass --overwrite to replace it, or choose another --out")
+        _manifest_files(p)  # readable: else the error now, before any work
+        return p
+    taken = [f for f in SYNTH_ANNOTATIONS if (p/f).exists()]
+    if taken:  # an older pixelbert-synth (no manifest) or real data: nothing says which files are safe to delete
+        more = f" and {len(taken) - 1} more of the files pixelbert-synth writes" if len(taken) > 1 else ""
+        raise ValueError(f"--out {out} already holds {taken[0]}{more}, but no {SYNTH_MANIFEST} listing what pixelbert-synth wrote "
+                         "(an older pixelbert-synth's output, or other data; --overwrite only removes what such a list names): "
+                         "move or delete them, or choose another --out")
+    return p
+
+def clear_synth_output(
+    out, # a folder holding a `write_synthetic` output
+) -> list: # the files removed
+    "Delete what a previous `write_synthetic` wrote in `out`: the files its manifest lists, the folders that leaves empty and the manifest; nothing else."
+    p, gone, dirs = Path(out), [], set()
+    if not (p/SYNTH_MANIFEST).exists(): return gone
+    for f in _manifest_files(p):
+        if f.is_symlink() or f.is_file(): f.unlink(); gone.append(f)  # a folder in a listed file's place is not ours: kept
+        dirs.update(a for a in f.parents if p in a.parents)
+    for d in sorted(dirs, key=lambda d: len(d.parts), reverse=True):  # deepest first: a folder empties as its subfolders go
+        if d.is_dir() and not d.is_symlink() and not any(d.iterdir()): d.rmdir()
+    (p/SYNTH_MANIFEST).unlink()
+    return gone
+
 def write_synthetic(
     out:str|Path, # output folder
     n_images:int=100, # images per split and data set (NLVR2: items per split)
@@ -566,45 +633,60 @@ def write_synthetic(
     image_size:int=128, # side of the square synthetic images
     captions_per_image:int=5, # COCO, Visual Genome and Karpathy captions per image
     questions_per_image:int=3, # VQA questions per image
+    overwrite:bool=False, # replace a previous output in `out` (see `clear_synth_output`) instead of refusing it
 ) -> dict: # what was written: data set -> split -> (file, number of samples)
-    "Write the synthetic world in the real data sets' formats (COCO, Visual Genome, VQA v2, NLVR2, Karpathy)."
-    out, w = Path(out), {"coco": {}, "vg": {}, "vqa": {}, "nlvr2": {}, "karpathy": {}}
+    "Write the synthetic world in the real data sets' formats (COCO, Visual Genome, VQA v2, NLVR2, Karpathy), listing every file in `pixelbert-synth.json`."
+    out = check_synth_folder(out, overwrite)
+    if overwrite: clear_synth_output(out)
+    w = {"coco": {}, "vg": {}, "vqa": {}, "nlvr2": {}, "karpathy": {}}
+    args = dict(n_images=n_images, seed=seed, image_size=image_size, captions_per_image=captions_per_image, questions_per_image=questions_per_image)
     cap = dict(n_images=n_images, captions_per_image=captions_per_image, image_size=image_size)
-    for split, coco_split, vqa_split in [("train", "train2017", "train2014"), ("val", "val2017", "val2014")]:
-        ds = SynthCaptions(split, seed=seed, **cap)
-        w["coco"][coco_split] = (write_coco_captions(_all(ds), out/"coco", coco_split, synth_integer_ids(ds, split)), len(ds))
-        # VQA v2 asks about COCO's images: same seed, same scenes, same integer ids
-        ds = SynthVQA(split, n_images=n_images, seed=seed, questions_per_image=questions_per_image, image_size=image_size)
-        w["vqa"][vqa_split] = (write_vqa(_all(ds), out/"vqa", vqa_split, ids=synth_integer_ids(ds, split))[0], len(ds))
-        ds = SynthNLVR2(split, n=n_images, seed=seed, image_size=image_size)
-        nl_split = {"train": "train", "val": "dev"}[split]
-        w["nlvr2"][nl_split] = (write_nlvr2(_all(ds), out/"nlvr2", nl_split), len(ds))
-    ds = SynthCaptions("train", seed=seed + 1, **cap)  # Visual Genome: images of its own
-    w["vg"]["train"] = (write_vg_regions(_all(ds), out/"vg", synth_integer_ids(ds, "train")), len(ds))
-    pools = {s: synth_retrieval_pool(s, seed=seed, **cap) for s in ("train", "val", "test")}
-    f = write_karpathy(pools, out/"karpathy")
-    w["karpathy"] = {s: (f, len(p.captions)) for s, p in pools.items()}
+    complete = False
+    with _recording() as files:
+        try:
+            for split, coco_split, vqa_split in [("train", "train2017", "train2014"), ("val", "val2017", "val2014")]:
+                ds = SynthCaptions(split, seed=seed, **cap)
+                w["coco"][coco_split] = (write_coco_captions(_all(ds), out/"coco", coco_split, synth_integer_ids(ds, split)), len(ds))
+                # VQA v2 asks about COCO's images: same seed, same scenes, same integer ids
+                ds = SynthVQA(split, n_images=n_images, seed=seed, questions_per_image=questions_per_image, image_size=image_size)
+                w["vqa"][vqa_split] = (write_vqa(_all(ds), out/"vqa", vqa_split, ids=synth_integer_ids(ds, split))[0], len(ds))
+                ds = SynthNLVR2(split, n=n_images, seed=seed, image_size=image_size)
+                w["nlvr2"][NLVR2_SPLITS[split]] = (write_nlvr2(_all(ds), out/"nlvr2", NLVR2_SPLITS[split]), len(ds))
+            ds = SynthCaptions("train", seed=seed + 1, **cap)  # Visual Genome: images of its own
+            w["vg"]["train"] = (write_vg_regions(_all(ds), out/"vg", synth_integer_ids(ds, "train")), len(ds))
+            pools = {s: synth_retrieval_pool(s, seed=seed, **cap) for s in ("train", "val", "test")}
+            f = write_karpathy(pools, out/"karpathy")
+            w["karpathy"] = {s: (f, len(p.captions)) for s, p in pools.items()}
+            complete = True
+        finally:  # even after an error, list what was written: --overwrite can then remove it
+            if files:
+                listed = sorted({f.relative_to(out).as_posix() for f in files})
+                _dump(dict(written_by="pixelbert-synth", complete=complete, args=args, files=listed), out/SYNTH_MANIFEST)
     return w
 
 @call_parse
 def synth_cli(
-    out:str=None, # output folder (required)
+    out:str=None, # output folder (required; one that already holds a pixelbert-synth output is refused, see --overwrite)
     n_images:int=100, # images per split and data set (NLVR2: items per split)
     seed:int=0, # seed of the synthetic world
     image_size:int=128, # side of the square synthetic images, in pixels (at least 16)
+    overwrite:store_true=False, # replace the pixelbert-synth output already in --out: delete the files its pixelbert-synth.json lists (nothing else), then write
 ):
-    "Write the synthetic world as COCO captions, Visual Genome, VQA v2, NLVR2 and Karpathy-split files, with images."
+    "Write the synthetic world as COCO captions, Visual Genome, VQA v2, NLVR2 and Karpathy-split files, with images, listed in DIR/pixelbert-synth.json."
     def fail(msg): return CliError(f"pixelbert-synth: {msg}")
     if out is None: raise fail("--out DIR is required")
     if n_images < 1: raise fail(f"--n-images must be at least 1, got {n_images}")
     if image_size < 16: raise fail(f"--image-size must be at least 16, got {image_size} (pixels a side: smaller, the small objects are under 2 pixels across)")
-    for a in (Path(out), *Path(out).parents):  # the first part of the path that exists must be a folder
-        if a.exists():
-            if a.is_dir(): break
-            raise fail(f"--out {out} is a file, not a folder" if a == Path(out) else f"--out {out}: {a} is a file, not a folder")
+    try: check_synth_folder(out, overwrite)
+    except ValueError as e: raise fail(e) from None
     t0 = time.time()
-    try: written = write_synthetic(out, n_images=n_images, seed=seed, image_size=image_size)
+    try:
+        if overwrite and (gone := clear_synth_output(out)):
+            where = sorted({f.relative_to(out).parts[0] + ("/" if len(f.relative_to(out).parts) > 1 else "") for f in gone})
+            print(f"pixelbert-synth: --overwrite: removed the previous output from {out} ({len(gone)} files in {', '.join(where)})", file=sys.stderr)
+        written = write_synthetic(out, n_images=n_images, seed=seed, image_size=image_size)
+    except ValueError as e: raise fail(e) from None
     except OSError as e: raise fail(f"cannot write to {out}: {e}") from e
-    print(f"pixelbert-synth: wrote the synthetic world to {out} in {time.time() - t0:.1f} s")
+    print(f"pixelbert-synth: wrote the synthetic world to {out} in {time.time() - t0:.1f} s; {SYNTH_MANIFEST} lists its files")
     for name, splits in written.items():
         for split, (f, n) in splits.items(): print(f"  {name:9s} {split:10s} {n:6d} samples  {Path(f).relative_to(out)}")

@@ -110,8 +110,15 @@ def check_image_inputs(
             raise ValueError(f"image_mask must have shape (batch, pixels) = {(b, p)}; got {shape(image_mask)}")
 
 # %% ../nbs/07_model.ipynb #6f376f7b
+# the MLM and ITM heads of a pre-training checkpoint (chapter 8), exactly: the encoder and the task models do not use them
+_PRETRAINING_HEAD_KEYS = (r"^mlm\.(dense|LayerNorm|decoder)\.(weight|bias)$", r"^itm\.(weight|bias)$")
+
 class PixelBertModel(PixelBertPreTrainedModel):
     "Pixel-BERT: text embeddings + CNN pixel features, one sequence, one BERT transformer, BERT's pooler."
+    # left out of transformers' loading report (task models gather these patterns from their `.pixelbert`; the pre-training
+    # model has these keys, so they are never unexpected there); any other unexpected or missing key is still reported
+    _keys_to_ignore_on_load_unexpected = list(_PRETRAINING_HEAD_KEYS)
+
     def __init__(self,
         config:PixelBertConfig, # model configuration (see `PixelBertConfig.from_preset`)
         add_pooling_layer:bool=True, # build the [CLS] pooler (as BertModel)

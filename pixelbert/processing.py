@@ -66,6 +66,18 @@ def _hub_offline() -> bool:
         return bool(constants.HF_HUB_OFFLINE)
     except ImportError: return False
 
+def _hub_unreachable(name:str) -> Exception|None:
+    "The error of one quick request for `name`'s tokenizer_config.json (huggingface_hub retries none of it), None when the Hub answers."
+    try:
+        from huggingface_hub import get_hf_file_metadata, hf_hub_url
+        from huggingface_hub.errors import HfHubHTTPError
+    except ImportError: return None  # another huggingface_hub: leave it to the download
+    try: get_hf_file_metadata(hf_hub_url(name, "tokenizer_config.json"), timeout=10)
+    except HfHubHTTPError: return None  # the Hub answered (a name it does not know shows in the download)
+    except (TypeError, AttributeError, ValueError): return None  # an API of another version, a malformed name: the same
+    except Exception as e: return e  # no network, no name resolution, a refused connection, a timeout
+    return None
+
 def _has_vocabulary(tok) -> bool:
     "Whether a tokenizer holds more than its special tokens (an empty one means nothing was found)."
     return len(tok.get_vocab()) > len(set(tok.all_special_tokens))
@@ -86,14 +98,22 @@ def load_tokenizer(
         return tok
     name, tries = str(name_or_path), [True]
     if local_files_only is not True and not _hub_offline(): tries.append(False)
+    why = "downloading is off (local_files_only=True or HF_HUB_OFFLINE=1)"
     for only_local in tries:
+        if not only_local:  # the Hub: one quick request first, since huggingface_hub retries every file for minutes without a network
+            if (err := _hub_unreachable(name)) is not None:
+                why = f"the Hugging Face Hub cannot be reached ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})"
+                break
+            why = "the Hugging Face Hub did not provide it"
         try: tok = BertTokenizerFast.from_pretrained(name, local_files_only=only_local)
-        except (OSError, ValueError, ImportError): continue  # transformers 4 may fail on a missing converter
+        except (OSError, ValueError, ImportError) as e:  # transformers 4 may fail on a missing converter
+            if not only_local: why += f" ({str(e).splitlines()[0]})"
+            continue
         if _has_vocabulary(tok): return tok
-    raise OSError(f"could not load the tokenizer {name!r}: it is not in the local Hugging Face cache"
-                  + ("" if len(tries) > 1 else " and downloading is off (local_files_only=True or HF_HUB_OFFLINE=1)")
-                  + ". Download it once with network access, pass a local directory holding tokenizer.json or"
-                  " vocab.txt, or use 'synthetic' for the synthetic world's tokenizer.")
+    raise OSError(f"could not load the tokenizer {name!r}: it is not in the local Hugging Face cache, and {why}. "
+                  "Give a local folder holding its tokenizer.json or vocab.txt instead: --tokenizer FOLDER (pixelbert-pretrain, "
+                  "pixelbert-finetune), PixelBertProcessor.from_preset(preset, tokenizer=FOLDER) or load_tokenizer(FOLDER); "
+                  "or download it once with network access (it is cached then), or use 'synthetic' for the synthetic world's tokenizer.")
 
 # %% ../nbs/03_processing.ipynb #c6c8e184
 def resized_size(
@@ -241,10 +261,12 @@ class PixelBertProcessor:
     def from_preset(cls,
         name:str, # 'tiny' (synthetic tokenizer), 'base' or 'large' (bert-base-uncased)
         local_files_only:bool|None=None, # passed to `load_tokenizer` for the real tokenizer
+        tokenizer:str|Path|None=None, # instead of the preset's: a local folder (tokenizer.json or vocab.txt) or a Hub name
     ) -> "PixelBertProcessor":
         "The processor of a named configuration preset."
         config = PixelBertConfig.from_preset(name)
-        if config.backbone.startswith("tiny_cnn"): tok = synthetic_tokenizer(model_max_length=config.max_position_embeddings)
+        if tokenizer is not None: tok = load_tokenizer(tokenizer, local_files_only=local_files_only)
+        elif config.backbone.startswith("tiny_cnn"): tok = synthetic_tokenizer(model_max_length=config.max_position_embeddings)
         else: tok = load_tokenizer("bert-base-uncased", local_files_only=local_files_only)
         if len(tok) > config.vocab_size:
             raise ValueError(f"tokenizer of {len(tok)} tokens does not fit the {name!r} preset's vocab_size {config.vocab_size}")

@@ -16,8 +16,8 @@ from .synth import RetrievalPool
 
 # %% auto #0
 __all__ = ['RetrievalOutput', 'PixelBertForRetrieval', 'sample_negatives', 'rank_loss', 'retrieval_step', 'pool_pairs',
-           'finetune_retrieval', 'PoolEncoding', 'encode_pool', 'score_pairs', 'exact_scores', 'dual_scores',
-           'fast_scores', 'evaluate_retrieval']
+           'sample_batch', 'finetune_retrieval', 'PoolEncoding', 'encode_pool', 'score_pairs', 'exact_scores',
+           'dual_scores', 'fast_scores', 'evaluate_retrieval']
 
 # %% ../nbs/13_retrieval.ipynb #584ff05a
 @dataclass
@@ -127,6 +127,20 @@ def pool_pairs(pool:RetrievalPool) -> list:
     "The (image, caption) training pairs of a pool, as (image index, caption index)."
     return [(i, j) for j, i in enumerate(pool.img_of_text)]
 
+def sample_batch(pairs:list, # (image, caption) pairs, from `pool_pairs`; of 2 images at least
+                 batch_size:int, # pairs drawn
+                 generator:torch.Generator=None) -> list:
+    "Indices into `pairs` of one training batch: `batch_size` random pairs, one caption per image, captions of 2 images at least."
+    idx = torch.randperm(len(pairs), generator=generator)[:batch_size].tolist()
+    seen, keep = set(), []
+    for k in idx:  # captions of the same image must not serve as each other's negatives: keep one caption per image
+        if pairs[k][0] not in seen: seen.add(pairs[k][0]); keep.append(k)
+    if len(keep) < 2:  # every pair drawn is of one image (a batch no larger than its captions): add one of another image
+        others = [k for k, (i, _) in enumerate(pairs) if i not in seen]
+        if not others: raise ValueError(f"a retrieval batch needs captions of 2 images or more; these {len(pairs)} pairs show 1 image")
+        keep.append(others[int(torch.randint(len(others), (1,), generator=generator))])
+    return keep
+
 def finetune_retrieval(model:PixelBertForRetrieval, pool:RetrievalPool, processor, steps:int=100, batch_size:int=24,
                        n_neg:int=20, n_hard:int=5, lr:float=1e-4, warmup:float=0.1, dual_weight:float=1.0, seed:int=0,
                        log_every:int=10, device=None, progress:bool=False,
@@ -138,6 +152,12 @@ def finetune_retrieval(model:PixelBertForRetrieval, pool:RetrievalPool, processo
     if precision not in ('fp32', 'bf16'): raise ValueError(f"precision must be fp32 or bf16, got {precision!r}")
     if torch.is_autocast_enabled(device.type):  # one autocast around many steps keeps its bf16 weight copies: see below
         raise RuntimeError("finetune_retrieval was called inside torch.autocast; call it outside and pass precision='bf16'")
+    n_images = len(set(pool.img_of_text))
+    if n_images < 2:  # each image's caption is ranked against the captions of the batch's other images
+        raise ValueError(f"retrieval fine-tuning needs captions of at least 2 images; the pool's {len(pool.img_of_text)} "
+                         f"captions show {n_images} image{'' if n_images == 1 else 's'}")
+    if batch_size < 2: raise ValueError(f"batch_size must be at least 2 (captions of 2 images or more), got {batch_size}")
+    if n_neg < 1 or n_hard < 1: raise ValueError(f"n_neg and n_hard must be at least 1, got {n_neg} and {n_hard}")
     pairs, g = pool_pairs(pool), torch.Generator().manual_seed(seed)
     n_neg = min(n_neg, batch_size - 1); n_hard = min(n_hard, n_neg)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=0.01)
@@ -148,13 +168,9 @@ def finetune_retrieval(model:PixelBertForRetrieval, pool:RetrievalPool, processo
     if progress:
         from tqdm.auto import tqdm; it = tqdm(it, desc="retrieval")
     for step in it:
-        idx = torch.randperm(len(pairs), generator=g)[:batch_size].tolist()
-        imgs = [pool.images[pairs[k][0]] for k in idx]; caps = [pool.captions[pairs[k][1]] for k in idx]
-        # captions of the same image must not serve as each other's negatives: keep one caption per image
-        seen, keep = set(), []
-        for k, (i, _) in enumerate(pairs[k2] for k2 in idx):
-            if i not in seen: seen.add(i); keep.append(k)
-        batch = processor(images=[imgs[k] for k in keep], text=[caps[k] for k in keep], return_tensors="pt")
+        keep = sample_batch(pairs, batch_size, g)
+        batch = processor(images=[pool.images[pairs[k][0]] for k in keep], text=[pool.captions[pairs[k][1]] for k in keep],
+                          return_tensors="pt")
         batch = {k: v.to(device) for k, v in batch.items() if torch.is_tensor(v)}
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == 'bf16'):
             out = retrieval_step(model, batch, n_neg=min(n_neg, len(keep) - 1), n_hard=min(n_hard, len(keep) - 1),

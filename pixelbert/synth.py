@@ -19,13 +19,13 @@ from torch.utils.data import Dataset
 # %% auto #0
 __all__ = ['ImageRef', 'SHAPES', 'COLORS', 'SIZES', 'RELATIONS', 'SPLITS', 'NUMBERS', 'PLURAL', 'REL_PHRASE', 'RELATION_MARGIN',
            'CAPTION_TEMPLATES', 'CAPTION_KINDS', 'EDIT_WORDS', 'QUESTION_TYPES', 'QUESTION_TEMPLATES', 'ANSWERS',
-           'NLVR2_TEMPLATES', 'SIDES', 'NLVR2_KINDS', 'CaptionSample', 'VQASample', 'NLVR2Sample', 'RetrievalPool',
-           'Obj', 'Desc', 'full_desc', 'Scene', 'sample_scene', 'split_of', 'sample_scene_in', 'make_scene',
-           'relation_value', 'direction', 'np_text', 'count_text', 'list_text', 'caption_text', 'parse_np',
-           'parse_caption', 'evaluate', 'caption_truth', 'random_desc', 'random_caption_form', 'form_target',
-           'form_edits', 'false_captions', 'scene_captions', 'edit_kind', 'SynthCaptions', 'question_text',
-           'question_candidates', 'question_answer', 'SynthVQA', 'question_only_baseline', 'statement_truth',
-           'statement_text', 'random_statement', 'SynthNLVR2', 'synth_retrieval_pool', 'vocabulary']
+           'NLVR2_TEMPLATES', 'SIDES', 'NLVR2_KINDS', 'NLVR2_SPLITS', 'CaptionSample', 'VQASample', 'NLVR2Sample',
+           'RetrievalPool', 'Obj', 'Desc', 'full_desc', 'Scene', 'sample_scene', 'split_of', 'sample_scene_in',
+           'make_scene', 'relation_value', 'direction', 'np_text', 'count_text', 'list_text', 'caption_text',
+           'parse_np', 'parse_caption', 'evaluate', 'caption_truth', 'random_desc', 'random_caption_form',
+           'form_target', 'form_edits', 'false_captions', 'scene_captions', 'edit_kind', 'SynthCaptions',
+           'question_text', 'question_candidates', 'question_answer', 'SynthVQA', 'question_only_baseline',
+           'statement_truth', 'statement_text', 'random_statement', 'SynthNLVR2', 'synth_retrieval_pool', 'vocabulary']
 
 # %% ../nbs/01_synth.ipynb #9bed6831
 ImageRef = Union[Image.Image, str, Path]  # an image in memory, or a path to an image file
@@ -731,6 +731,8 @@ def _statement_descs(form):
     return [x for x in form[1:] if isinstance(x, Desc)] + [d for f in form[1:] if isinstance(f, tuple) and not isinstance(f, Desc) for d in _statement_descs(f)]
 
 # %% ../nbs/01_synth.ipynb #0b64241a
+NLVR2_SPLITS = {'train': 'train', 'val': 'dev', 'test': 'test1'}  # synthetic split -> NLVR2's name for it (identifiers, files)
+
 class SynthNLVR2(Dataset):
     "NLVR2-like pairs: a statement about two scenes, true for about half of the items; images rendered on access."
     def __init__(self, split:str='train', # 'train', 'val' or 'test'
@@ -765,8 +767,8 @@ class SynthNLVR2(Dataset):
         return NLVR2Sample(self.identifier(i), (l.render(self.image_size), r.render(self.image_size)), text, label, (l, r), form[0])
 
     def identifier(self, i:int) -> str:
-        "NLVR2-style identifier of pair `i`: split-index-0."
-        return f"synth-{self.split}-{i}-0"
+        "Official-form NLVR2 identifier of pair `i`, `{split}-{set}-{pair}-{sentence}`: NLVR2's split name, set `i`, pair 0, sentence 0."
+        return f"{NLVR2_SPLITS[self.split]}-{i}-0-0"
 
 # %% ../nbs/01_synth.ipynb #eabab607
 def synth_retrieval_pool(split:str='test', # 'train', 'val' or 'test'

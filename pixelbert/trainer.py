@@ -382,6 +382,7 @@ class Trainer:
         self.optimizers = build_optimizers(self.model, args)
         self.schedulers = build_schedulers(self.optimizers, args)
         self.step, self.elapsed, self.stopper = 0, 0.0, StopSignal()
+        self.log_sums, self.log_seen = {}, {}  # the losses of the steps since the last log line (see `pending_log`)
         prec = args.precision
         if prec not in ('auto', 'fp32', 'bf16'): raise ValueError(f"precision must be 'auto', 'fp32' or 'bf16', not {prec!r}")
         self.bf16 = prec == 'bf16' or (prec == 'auto' and self.device.type == 'cuda')
@@ -398,11 +399,21 @@ def _state(self:Trainer) -> dict:
                 rng=get_rng_state(), args=a, world_size=self.dist.world_size, format=1)
 Trainer.state = _state
 
+def _pending_log(self:Trainer) -> dict:
+    "The loss sums of the steps since the last log line (averaged over processes: a collective under DDP), for a checkpoint."
+    keys = sorted(self.log_sums)
+    if not keys: return {}
+    vals = torch.stack([torch.as_tensor(self.log_sums[k], device=self.device).float() for k in keys])
+    if self.dist.enabled: dist.all_reduce(vals); vals /= self.dist.world_size
+    return dict(sums=dict(zip(keys, vals.tolist())), seen={k: self.log_seen[k] for k in keys})
+Trainer.pending_log = _pending_log
+
 def _save(self:Trainer) -> Path:
     "Write a checkpoint at the current step (main process), then wait until it is on disk (all processes)."
     path = self.out / f'checkpoint-{self.step}'
+    pending = self.pending_log()  # every process: the first log line of a run resumed here covers these steps too
     if self.dist.is_main and not path.exists():
-        save_checkpoint(self.out, self.step, self.model, self.state(), self.args.keep_checkpoints)
+        save_checkpoint(self.out, self.step, self.model, self.state() | dict(log_pending=pending), self.args.keep_checkpoints)
     if self.dist.enabled: dist.barrier()
     return path
 Trainer.save = _save
@@ -432,6 +443,9 @@ def _resume(self:Trainer) -> int:
         for s in self.schedulers.values(): s.lr_lambdas = [f] * len(s.optimizer.param_groups)  # one per group, as LambdaLR holds
     set_rng_state(st['rng'])
     self.elapsed = st.get('elapsed', 0.0)
+    pending = st.get('log_pending') or {}  # float32 values, so the sums go on bit for bit
+    self.log_sums = {k: torch.tensor(v, dtype=torch.float32, device=self.device) for k, v in pending.get('sums', {}).items()}
+    self.log_seen = dict(pending.get('seen', {}))
     self.log(f"resuming from {c} (step {st['step']})")
     return st['step']
 Trainer.resume = _resume
@@ -442,8 +456,9 @@ def _start_log(self:Trainer, start:int):
     self.out.mkdir(parents=True, exist_ok=True)
     for tmp in self.out.glob('.tmp-*'): shutil.rmtree(tmp, ignore_errors=True)  # left by a kill during a save
     path = self.out / 'log.jsonl'
-    # lines past the checkpoint, and a line written off the log_every grid by a stop, are not part of the resumed run
-    keep = [r for r in read_log(path) if r['step'] <= start and (r['step'] % self.args.log_every == 0 or r['step'] == self.args.steps)]
+    # lines past the checkpoint are not part of the resumed run; every line up to it is, on the grid or not
+    # (the last step of a finished run, a stop on a signal): the checkpoint holds the losses since the last line
+    keep = [r for r in read_log(path) if r['step'] <= start]
     path.write_text(''.join(json.dumps(r) + '\n' for r in keep))
     (self.out / 'args.json').write_text(json.dumps(asdict(self.args), indent=1, default=str) + '\n')
 Trainer.start_log = _start_log
@@ -484,7 +499,8 @@ def _fit(self:Trainer) -> dict:
     from tqdm.auto import tqdm
     bar = tqdm(total=a.steps, initial=start, disable=not (d.is_main and a.progress), unit='step', dynamic_ncols=True)
     params = [p for p in self.model.parameters() if p.requires_grad]
-    sums, seen, n_logged, t_last, saved_time = {}, {}, 0, time.perf_counter(), 0.0
+    sums, seen = self.log_sums, self.log_seen  # empty, or a resumed run's losses since its last log line
+    n_logged, t_last, saved_time = 0, time.perf_counter(), 0.0
     self.model.train()
     batches = iter(dl)
     result = dict(interrupted=0)
@@ -541,7 +557,7 @@ def _fit(self:Trainer) -> dict:
                     if d.is_main:
                         with open(self.out / 'log.jsonl', 'a') as f: f.write(json.dumps(rec) + '\n')
                         bar.set_postfix(loss=f"{rec['loss']:.3f}", pairs_s=f"{rec['pairs_per_s']:.1f}")
-                    sums, seen, n_logged, t_last, saved_time = {}, {}, 0, now, 0.0
+                    sums.clear(); seen.clear(); n_logged, t_last, saved_time = 0, now, 0.0
                 if flags[1] > 0:
                     result['interrupted'] = int(flags[1].item())
                     self.log(f"\nstopping on signal {result['interrupted']} at step {self.step}: writing a checkpoint")
@@ -713,6 +729,7 @@ def parse_overrides(spec:str|None) -> dict:
 @call_parse
 def pretrain_cli(
     preset:str='tiny', # model preset: tiny (CPU, synthetic world), base (ResNet-50 + BERT-base), large (ResNeXt)
+    tokenizer:str=None, # instead of the preset's (base, large: bert-base-uncased, from the cache or the Hub): a local folder holding tokenizer.json or vocab.txt, or a Hub name
     steps:int=None, # optimizer steps (required)
     out:str=None, # output folder: checkpoints, log.jsonl, loss.png, metrics.json, final/ (required)
     seed:int=0, # run seed: initialisation, data order, dropout, masking, negatives
@@ -808,7 +825,7 @@ def pretrain_cli(
     hf_logging.set_verbosity_error()
     t0 = time.time()
     try:
-        processor = PixelBertProcessor.from_preset(preset)
+        processor = PixelBertProcessor.from_preset(preset, tokenizer=tokenizer)
         overrides = tp['model'] | parse_overrides(config)  # the preset's model settings, then --config's
         from pixelbert.pretraining import PRETRAINING_DEFAULTS
         from pixelbert.config import PixelBertConfig

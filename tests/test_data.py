@@ -349,6 +349,9 @@ def test_pixelbert_synth_end_to_end(tmp_path):
         assert [(s.identifier, s.sentence, s.label) for s in back] == [(gen[i].identifier, gen[i].sentence, gen[i].label) for i in range(n)]
         assert {s.label for s in back} == {True, False}
         assert np.array_equal(np.asarray(load_image(back[5].images[1])), np.asarray(gen[5].images[1]))  # PNG is lossless
+        # official identifiers, split-set-pair-sentence, and the official image names: split-set-pair-img0/1.png
+        assert [s.identifier for s in back] == [f"{split}-{i}-0-0" for i in range(n)]
+        assert [p.name for p in back[5].images] == [f"{split}-5-0-img0.png", f"{split}-5-0-img1.png"]
     assert all("directory" in json.loads(l) for l in (out/"nlvr2/data/train.json").read_text().splitlines())
 
     f = out/"karpathy/dataset_flickr30k.json"
@@ -366,4 +369,49 @@ def test_pixelbert_synth_cli_errors(tmp_path):
     with pytest.raises(CliError, match="--out DIR is required"): synth_cli(out=None)
     with pytest.raises(CliError, match="at least 1"): synth_cli(out=str(tmp_path), n_images=0)
     res = subprocess.run([str(Path(sys.executable).parent/"pixelbert-synth"), "--help"], capture_output=True, text=True, timeout=120)
-    assert res.returncode == 0 and "--n-images" in res.stdout and "--seed" in res.stdout
+    assert res.returncode == 0 and "--n-images" in res.stdout and "--seed" in res.stdout and "--overwrite" in res.stdout
+
+
+def test_pixelbert_synth_refuses_a_used_out_and_overwrites_only_its_files(tmp_path):
+    "A second world into the same --out: a one-line refusal naming the folder, or with --overwrite a clean replacement."
+    from pixelbert.data import SYNTH_MANIFEST
+    script, out = str(Path(sys.executable).parent/"pixelbert-synth"), tmp_path/"w"
+    def synth(*args): return subprocess.run([script, "--out", str(out), "--image-size", "32", *args], capture_output=True, text=True, timeout=300)
+    def on_disk(): return sorted(f.relative_to(out).as_posix() for f in out.rglob("*") if f.is_file())
+    out.mkdir(); (out/"notes.txt").write_text("mine")  # a folder with an unrelated file: written as before
+    res = synth("--n-images", "3")
+    assert res.returncode == 0, res.stderr
+    man = json.loads((out/SYNTH_MANIFEST).read_text())
+    assert man["complete"] and man["args"]["n_images"] == 3 and sorted(man["files"] + [SYNTH_MANIFEST, "notes.txt"]) == on_disk()
+    (out/"nlvr2"/"mine.txt").write_text("mine too")
+    res = synth("--n-images", "2")
+    lines = res.stderr.strip().splitlines()
+    assert res.returncode == 1 and "Traceback" not in res.stderr, res.stderr
+    assert lines == [f"pixelbert-synth: --out {out} already holds a pixelbert-synth output ({SYNTH_MANIFEST}); pass --overwrite to replace it, or choose another --out"]
+    res = synth("--n-images", "2", "--overwrite")
+    assert res.returncode == 0, res.stderr
+    assert f"pixelbert-synth: --overwrite: removed the previous output from {out}" in res.stderr
+    man = json.loads((out/SYNTH_MANIFEST).read_text())
+    assert on_disk() == sorted(man["files"] + [SYNTH_MANIFEST, "notes.txt", "nlvr2/mine.txt"])  # nothing of the 3-image world left
+    assert [s.identifier for s in read_nlvr2(out/"nlvr2/data/dev.json", check_images=True)] == ["dev-0-0-0", "dev-1-0-0"]
+    assert len(read_karpathy(out/"karpathy/dataset_flickr30k.json", "test", check_images=True).images) == 2
+    # no manifest: an older output or real data at the paths the world writes; refused even with --overwrite, nothing deleted
+    (out/SYNTH_MANIFEST).unlink()
+    before = on_disk()
+    for extra in ((), ("--overwrite",)):
+        res = synth("--n-images", "2", *extra)
+        assert res.returncode == 1 and len(res.stderr.strip().splitlines()) == 1 and "but no pixelbert-synth.json" in res.stderr, res.stderr
+    assert on_disk() == before
+
+
+def test_write_synthetic_manifest_after_an_error(tmp_path, monkeypatch):
+    "A write that fails part way still lists what it wrote, so --overwrite can remove it."
+    import pixelbert.data as D
+    def boom(*a, **k): raise OSError("disk full")
+    monkeypatch.setattr(D, "write_vg_regions", boom)  # after COCO, VQA and NLVR2 have been written
+    with pytest.raises(OSError, match="disk full"): D.write_synthetic(tmp_path/"w", n_images=2, image_size=32)
+    man = json.loads((tmp_path/"w"/D.SYNTH_MANIFEST).read_text())
+    assert not man["complete"] and "nlvr2/data/dev.json" in man["files"] and not any(f.startswith("vg/") for f in man["files"])
+    with pytest.raises(ValueError, match="already holds a pixelbert-synth output"): D.write_synthetic(tmp_path/"w", n_images=2)
+    gone = D.clear_synth_output(tmp_path/"w")
+    assert len(gone) == len(man["files"]) and list((tmp_path/"w").iterdir()) == []  # the folder itself stays, empty

@@ -155,7 +155,8 @@ def test_nlvr2_metrics_consistency():
     constant = nlvr2_metrics(ids, [True] * 5, [True, True, True, True, False])  # one answer for every row
     assert constant["predicted_true"] == 1.0 and constant["accuracy"] == constant["majority_accuracy"] == 0.8
     assert nlvr2_sentence_key("train-10171-3-2") == "train-10171--2"
-    assert nlvr2_sentence_key("synth-val-4-0") == "synth-val-4-0"  # not the official form: its own group
+    assert nlvr2_sentence_key("val-4-0") == "val-4-0"  # not the official four fields: its own group
+    assert nlvr2_sentence_key(SynthNLVR2("val", n=5).identifier(4)) == "dev-4--0"  # synthetic identifiers have the official form
     with pytest.raises(ValueError, match="lengths differ"): nlvr2_metrics(ids, [True], [True])
 
 def test_nlvr2_missing_image_names_the_row(tmp_path, proc, cfg, nlvr2_data):
