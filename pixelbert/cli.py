@@ -263,12 +263,16 @@ def finetune_task(task:str, # vqa, nlvr2 or retrieval
                   log_every:int=10, # steps between log records
                   both_directions:bool=False, # retrieval: rank images for each caption too
                   channels_last:bool=False, # VQA, NLVR2: the CNN in channels-last memory format (`TrainArgs.channels_last`)
+                  save_every:int=0, # steps between checkpoints in `out` (0: only the final model)
+                  resume:bool=False, # continue an interrupted run from its newest checkpoint in `out`
+                  stop_after:int=0, # stop with a checkpoint after this many steps of this call (0: run to `steps`)
                  ) -> list: # the log records
     "Fine-tune `model` for `task` with its chapter's recipe; the model and processor end up in `out/final/`."
     from pixelbert.trainer import read_log, plot_log
     out, device = Path(out), torch.device(device)
     kw = dict(out=str(out), steps=steps, batch_size=batch_size, lr=lr, backbone_lr=backbone_lr, warmup=warmup, seed=seed,
-              device=str(device), precision=precision, progress=progress, log_every=log_every, save_every=steps, keep_checkpoints=1)
+              device=str(device), precision=precision, progress=progress, log_every=log_every, save_every=save_every or steps,
+              keep_checkpoints=1, resume=resume, stop_after=stop_after)
     if task != 'retrieval': kw['channels_last'] = channels_last
     if task == 'vqa':
         from pixelbert.vqa import finetune_vqa
@@ -284,16 +288,18 @@ def finetune_task(task:str, # vqa, nlvr2 or retrieval
         # (autocast caches them until the outermost region exits), and training stood still (chapter 13)
         hist = finetune_retrieval(model, train, processor, steps=steps, batch_size=batch_size, lr=lr, warmup=warmup,
                                   seed=seed, log_every=log_every, device=device, progress=progress, precision=precision,
-                                  both_directions=both_directions)
+                                  both_directions=both_directions, out=out, save_every=save_every, resume=resume,
+                                  stop_after=stop_after)
         log = [dict(step=h['step'] + 1, loss=h['loss'], rank_loss=h['rank_loss'], dual_loss=h['dual_loss'],
                     rank_accuracy=h['acc']) for h in hist]
         (out/'log.jsonl').write_text(''.join(json.dumps(r) + '\n' for r in log))
-        from pixelbert.trainer import save_model
-        (out/'final').mkdir(exist_ok=True)
-        save_model(model, out/'final'); processor.save_pretrained(out/'final')  # save_pretrained without a progress bar
-        import matplotlib.pyplot as plt
-        plt.close(plot_log(log, out/'loss.png', title=f'{out.name}: {steps} steps'))
-    _drop_checkpoints(out)
+        if log and log[-1]['step'] == steps:  # finished, not stopped with a checkpoint
+            from pixelbert.trainer import save_model
+            (out/'final').mkdir(exist_ok=True)
+            save_model(model, out/'final'); processor.save_pretrained(out/'final')  # save_pretrained without a progress bar
+            import matplotlib.pyplot as plt
+            plt.close(plot_log(log, out/'loss.png', title=f'{out.name}: {steps} steps'))
+    if (out/'final').is_dir(): _drop_checkpoints(out)  # a stopped run keeps its checkpoint for --resume
     return log
 
 def evaluate_task(task:str, # vqa, nlvr2 or retrieval
@@ -379,14 +385,20 @@ RUN_FILES = ('final', 'metrics.json', 'val_results.json', 'log.jsonl', 'loss.png
 
 def check_run_folder(out, # the `--out` folder of a fine-tuning run
                      overwrite:bool=False, # a run already there may be replaced
+                     resume:bool=False, # the interrupted run there is to be continued
                     ) -> Path:
-    "`out` as a `Path` if a run may be written there: a `ValueError` if it already holds one (`final/` or checkpoints) and not `overwrite`."
+    "`out` as a `Path` if a run may be written there: a `ValueError` if it already holds one (`final/` or checkpoints) and not `overwrite`; with `resume`, if it holds no interrupted run."
     from pixelbert.trainer import list_checkpoints
     p = check_out_folder(out)
     ckpts = list_checkpoints(p)
+    if resume:
+        if overwrite: raise ValueError("--resume continues the run in --out and --overwrite replaces it: pass one of them")
+        if (p/'final').exists(): raise ValueError(f"--out {out} holds a finished run (final/): there is nothing to resume")
+        if not ckpts: raise ValueError(f"--out {out} holds no checkpoint to resume from (checkpoint-STEP/ with its model and training state)")
+        return p
     if not overwrite and ((p/'final').exists() or ckpts):
         what = 'a finished run (final/)' if (p/'final').exists() else f'the checkpoints of an unfinished run ({ckpts[-1].name})'
-        raise ValueError(f"--out {out} already holds {what}; pass --overwrite to replace it, or choose another --out")
+        raise ValueError(f"--out {out} already holds {what}; pass --overwrite to replace it, {'--resume to continue it, ' if ckpts and not (p/'final').exists() else ''}or choose another --out")
     return p
 
 def clear_run_folder(out) -> list:
@@ -405,6 +417,9 @@ def finetune_cli(
     task:str, # vqa, nlvr2 or retrieval
     out:str=None, # output folder: final/ (model + processor), log.jsonl, loss.png, metrics.json (required; one that already holds a run is refused, see --overwrite)
     overwrite:store_true=False, # replace the run already in --out (its final/, checkpoints, log and metrics) instead of refusing
+    resume:store_true=False, # continue the interrupted run in --out from its newest checkpoint (give the same options again)
+    save_every:int=500, # steps between checkpoints (the newest is kept; 0: only the final model): an interruption loses at most this many
+    stop_after:int=0, # stop with a checkpoint after this many steps of this invocation, e.g. for a job's time limit (0: run to --steps)
     model:str=None, # pre-trained model folder, e.g. pixelbert-pretrain's DIR/final (default: from scratch)
     fresh_pooler:store_true=False, # vqa, nlvr2: the head on a freshly initialised [CLS] pooler, not the pre-trained (ITM's) one (chapter 17, "The pooler": it helped VQA on one seed of four)
     preset:str='tiny', # model preset when training from scratch; also picks the default learning rates
@@ -435,10 +450,10 @@ def finetune_cli(
         d = FINETUNE_DEFAULTS[task]
         for flag, v in (('--steps', steps), ('--n-images', n_images), ('--eval-images', eval_images), ('--batch-size', batch_size)):
             check_size(flag, v)
-        for flag, v in (('--lr', lr), ('--backbone-lr', backbone_lr)): check_size(flag, v, 0)
+        for flag, v in (('--lr', lr), ('--backbone-lr', backbone_lr), ('--save-every', save_every), ('--stop-after', stop_after)): check_size(flag, v, 0)
         steps = d['steps'] if steps is None else steps  # None: the default; 0 was refused above, not replaced by it
         bs = d['batch_size'] if batch_size is None else batch_size
-        check_run_folder(out, overwrite)
+        check_run_folder(out, overwrite, resume)
         if fresh_pooler and (task == 'retrieval' or model is None):
             raise ValueError("--fresh-pooler takes vqa or nlvr2 from a pre-trained --model (retrieval's ranking head starts from "
                              "the ITM head, which reads the pre-trained pooler)")
@@ -486,7 +501,14 @@ def finetune_cli(
     print(f"pixelbert-finetune {task}: {len(train.captions) if task == 'retrieval' else len(train)} training samples, "
           f"{steps} steps of {bs}, init: {init}, {dev}, {prec}", file=sys.stderr, flush=True)
     log = finetune_task(task, net, train, processor, out, steps, bs, tp['lr'] if lr is None else lr,
-                        tp['backbone_lr'] if backbone_lr is None else backbone_lr, warmup, seed, dev, prec, progress=not no_progress)
+                        tp['backbone_lr'] if backbone_lr is None else backbone_lr, warmup, seed, dev, prec, progress=not no_progress,
+                        save_every=save_every, resume=resume, stop_after=stop_after)
+    if not (Path(out)/'final').is_dir():  # Ctrl-C, SIGTERM or --stop-after: a checkpoint, no final model, no evaluation
+        from pixelbert.trainer import list_checkpoints
+        ck = list_checkpoints(out)
+        print(f"pixelbert-finetune {task}: stopped at {ck[-1].name if ck else 'the start'}"
+              f"{' (--stop-after)' if stop_after else ''}; continue with the same options and --resume", file=sys.stderr)
+        return 0 if stop_after else 130
     summary = dict(task=task, init=init, data=data, steps=steps, batch_size=bs, device=str(dev), precision=prec,
                    train_seconds=round(time.time() - t0, 1), final=str(Path(out)/'final'), last_log=log[-1] if log else None)
     if held is not None:

@@ -13,6 +13,9 @@ from einops import rearrange, repeat
 from .model import PixelBertModel, PixelBertPreTrainedModel, PixelBertConfig
 from .metrics import recall_at_k
 from .synth import RetrievalPool
+from .trainer import STATE_FILE, list_checkpoints, load_training_state, load_model_weights, save_checkpoint
+from .trainer import get_rng_state, set_rng_state, StopSignal
+import contextlib
 
 # %% auto #0
 __all__ = ['RetrievalOutput', 'PixelBertForRetrieval', 'sample_negatives', 'rank_loss', 'retrieval_step', 'pool_pairs',
@@ -146,6 +149,11 @@ def finetune_retrieval(model:PixelBertForRetrieval, pool:RetrievalPool, processo
                        log_every:int=10, device=None, progress:bool=False,
                        both_directions:bool=False, # rank images for each caption too (see `retrieval_step`)
                        precision:str='fp32', # 'bf16': bfloat16 autocast of the forward pass only (backward and step stay outside)
+                       out=None, # run folder for checkpoints (`checkpoint-STEP/`, chapter 9's format); None: no checkpoints
+                       save_every:int=0, # steps between checkpoints in `out` (0: none); the newest `keep_checkpoints` are kept
+                       keep_checkpoints:int=1,
+                       resume:bool=False, # continue from the newest checkpoint in `out` (same settings), if there is one
+                       stop_after:int=0, # stop (with a checkpoint) after this many steps of this call: a planned interruption
                       ) -> list:
     "Fine-tune for retrieval on the pairs of `pool`; returns the logged history (step, loss, rank_loss, dual_loss, acc)."
     device = torch.device(device or next(model.parameters()).device)
@@ -163,23 +171,43 @@ def finetune_retrieval(model:PixelBertForRetrieval, pool:RetrievalPool, processo
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=0.01)
     n_warm = max(1, int(warmup * steps))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min((s + 1) / n_warm, max(0., (steps - s) / max(1, steps - n_warm))))
-    model.train(); hist = []
-    it = range(steps)
+    if (save_every or resume or stop_after) and out is None: raise ValueError("checkpoints (save_every, resume, stop_after) need a run folder: out=DIR")
+    settings = dict(steps=steps, batch_size=batch_size, n_neg=n_neg, n_hard=n_hard, lr=lr, warmup=warmup, seed=seed,
+                    pairs=len(pairs), both_directions=both_directions)
+    hist, start = [], 0
+    if resume and (ckpts := list_checkpoints(out)):
+        st = load_training_state(ckpts[-1] / STATE_FILE)
+        if st.get('settings') != settings:
+            raise ValueError(f"cannot resume from {ckpts[-1]}: it was written with {st.get('settings')}, this run has {settings}")
+        load_model_weights(model, ckpts[-1]); opt.load_state_dict(st['optimizer']); sched.load_state_dict(st['scheduler'])
+        g.set_state(st['generator']); set_rng_state(st['rng']); hist, start = list(st['hist']), st['step']
+    def checkpoint(done):
+        save_checkpoint(out, done, model, dict(step=done, settings=settings, optimizer=opt.state_dict(), scheduler=sched.state_dict(),
+                                               generator=g.get_state(), rng=get_rng_state(), hist=hist), keep=keep_checkpoints)
+    model.train()
+    it = range(start, steps)
     if progress:
-        from tqdm.auto import tqdm; it = tqdm(it, desc="retrieval")
-    for step in it:
-        keep = sample_batch(pairs, batch_size, g)
-        batch = processor(images=[pool.images[pairs[k][0]] for k in keep], text=[pool.captions[pairs[k][1]] for k in keep],
-                          return_tensors="pt")
-        batch = {k: v.to(device) for k, v in batch.items() if torch.is_tensor(v)}
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == 'bf16'):
-            out = retrieval_step(model, batch, n_neg=min(n_neg, len(keep) - 1), n_hard=min(n_hard, len(keep) - 1),
-                                 dual_weight=dual_weight, generator=g, both_directions=both_directions)
-        opt.zero_grad(set_to_none=True); out.loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0); opt.step(); sched.step()
-        if step % log_every == 0 or step == steps - 1:
-            hist.append(dict(step=step, loss=out.loss.item(), rank_loss=out.rank_loss.item(),
-                             dual_loss=out.dual_loss.item(), acc=out.rank_accuracy.item()))
+        from tqdm.auto import tqdm; it = tqdm(it, desc="retrieval", initial=start, total=steps)
+    # with a run folder, Ctrl-C or SIGTERM ends the run with a checkpoint after the current step (chapter 9's `StopSignal`)
+    with (StopSignal() if out is not None else contextlib.nullcontext()) as stop:
+        for step in it:
+            keep = sample_batch(pairs, batch_size, g)
+            batch = processor(images=[pool.images[pairs[k][0]] for k in keep], text=[pool.captions[pairs[k][1]] for k in keep],
+                              return_tensors="pt")
+            batch = {k: v.to(device) for k, v in batch.items() if torch.is_tensor(v)}
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == 'bf16'):
+                res = retrieval_step(model, batch, n_neg=min(n_neg, len(keep) - 1), n_hard=min(n_hard, len(keep) - 1),
+                                     dual_weight=dual_weight, generator=g, both_directions=both_directions)
+            opt.zero_grad(set_to_none=True); res.loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0); opt.step(); sched.step()
+            if step % log_every == 0 or step == steps - 1:
+                hist.append(dict(step=step, loss=res.loss.item(), rank_loss=res.rank_loss.item(),
+                                 dual_loss=res.dual_loss.item(), acc=res.rank_accuracy.item()))
+            done = step + 1
+            if done == steps: break  # finished: the caller saves the model
+            cut = (stop_after and done - start == stop_after) or (stop is not None and stop.signum)
+            if cut or (save_every and done % save_every == 0): checkpoint(done)
+            if cut: break
     model.eval()
     return hist
 

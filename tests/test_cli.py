@@ -110,6 +110,44 @@ def test_finetune_eval_synthetic(tmp_path, capsys):
     with pytest.raises(CliError, match='--fresh-pooler takes vqa or nlvr2'):
         finetune_cli('retrieval', out=str(tmp_path / 'x'), model=str(tmp_path / 'pre'), fresh_pooler=True, **SMALL)
 
+@pytest.mark.parametrize('task', ['vqa', 'retrieval'])
+def test_finetune_stop_and_resume(tmp_path, task):
+    "A fine-tuning cut by --stop-after keeps its checkpoint and no final model; --resume ends where an uncut run ends."
+    from safetensors.torch import load_file
+    kw = SMALL | dict(steps=5, save_every=2, n_images=12, eval_images=3)
+    assert finetune_cli(task, out=str(tmp_path / 'whole'), **kw) == 0
+    assert finetune_cli(task, out=str(tmp_path / 'cut'), stop_after=3, **kw) == 0
+    cut = tmp_path / 'cut'
+    assert not (cut / 'final').exists() and not (cut / 'metrics.json').exists() and [p.name for p in cut.glob('checkpoint-*')] == ['checkpoint-3']
+    with pytest.raises(CliError, match=r'the checkpoints of an unfinished run \(checkpoint-3\); pass --overwrite to replace it, --resume to continue it'):
+        finetune_cli(task, out=str(cut), **kw)
+    assert finetune_cli(task, out=str(cut), resume=True, **kw) == 0
+    assert (cut / 'final').is_dir() and not list(cut.glob('checkpoint-*')) and (cut / 'metrics.json').is_file()
+    drop = lambda log: [{k: v for k, v in r.items() if k not in ('pairs_per_s', 'elapsed_s')} for r in log]
+    assert drop(read_log(cut / 'log.jsonl')) == drop(read_log(tmp_path / 'whole' / 'log.jsonl'))
+    a, b = load_file(str(cut / 'final' / 'model.safetensors')), load_file(str(tmp_path / 'whole' / 'final' / 'model.safetensors'))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(CliError, match='holds a finished run \\(final/\\): there is nothing to resume'):
+        finetune_cli(task, out=str(cut), resume=True, **kw)
+
+def test_finetune_retrieval_sigint_keeps_a_checkpoint(tmp_path):
+    "Ctrl-C during retrieval fine-tuning: a checkpoint of the last finished step, exit 130, and --resume finishes the run."
+    import signal, time
+    args = ['pixelbert-finetune', 'retrieval', '--out', tmp_path / 'r', '--steps', 400, '--n-images', 12, '--eval-images', 3,
+            '--batch-size', 6, '--threads', 1, '--no-progress']
+    p = subprocess.Popen([str(BIN / args[0]), *map(str, args[1:])], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    t0 = time.time()
+    while 'training samples' not in (line := p.stderr.readline()):  # the training loop starts after this line
+        assert line or p.poll() is None, p.stderr.read()
+    time.sleep(3); p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=300)
+    assert p.returncode == 130, err
+    ck = [c.name for c in (tmp_path / 'r').glob('checkpoint-*')]
+    assert len(ck) == 1 and 0 < int(ck[0].split('-')[1]) < 400 and not (tmp_path / 'r' / 'final').exists(), (ck, err)
+    assert 'continue with the same options and --resume' in err
+    r = run(*args[:4], '--steps', 400, *args[6:], '--resume', '--stop-after', 1)  # one more step, then stop again
+    assert r.returncode == 0 and f"checkpoint-{int(ck[0].split('-')[1]) + 1}" in r.stderr, r.stderr
+
 def test_real_format_files(tmp_path):
     "Files written by pixelbert-synth go through the real readers: NLVR2 JSON lines, VQA v2 JSON, a Karpathy split."
     r = run('pixelbert-synth', '--out', tmp_path / 'w', '--n-images', 8)
