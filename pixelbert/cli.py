@@ -16,15 +16,16 @@ from .model import PixelBertConfig, PixelBertModel
 from .processing import PixelBertProcessor
 
 # %% auto #0
-__all__ = ['TASKS', 'DATA_KINDS', 'SYNTH_SPLIT', 'MODEL_FILE', 'TASK_CLASSES', 'FINETUNE_DEFAULTS', 'RUN_FILES', 'DEMO_DIRS',
-           'PAPER', 'data_form', 'DataSpec', 'check_task', 'parse_data_spec', 'load_task_data', 'find_model_dir',
-           'load_processor', 'encoder_state', 'load_encoder', 'itm_weights', 'rank_head_from_itm', 'cpu_has_bf16',
-           'machine_summary', 'resolve_device', 'resolve_precision', 'autocast', 'task_model', 'load_task_model',
-           'finetune_task', 'evaluate_task', 'check_size', 'check_out_folder', 'check_out_file', 'check_run_folder',
-           'clear_run_folder', 'finetune_cli', 'eval_cli', 'scene_tags', 'SynthTags', 'TagClassifier',
-           'pretrain_backbone', 'DemoConfig', 'StageClock', 'demo_channels_last', 'demo_focus_ids', 'demo_pretrain',
-           'demo_vqa', 'demo_nlvr2', 'demo_retrieval', 'demo_grounding', 'plot_demo_curves', 'plot_grounding',
-           'plot_vqa_examples', 'best_layer', 'demo_metrics', 'write_report', 'run_demo', 'demo_cli']
+__all__ = ['TASKS', 'DATA_KINDS', 'SYNTH_SPLIT', 'MODEL_FILE', 'TASK_CLASSES', 'FINETUNE_DEFAULTS', 'RUN_ARGS', 'RUN_FILES',
+           'DEMO_DIRS', 'PAPER', 'data_form', 'DataSpec', 'check_task', 'parse_data_spec', 'load_task_data',
+           'find_model_dir', 'load_processor', 'encoder_state', 'load_encoder', 'itm_weights', 'rank_head_from_itm',
+           'cpu_has_bf16', 'machine_summary', 'resolve_device', 'resolve_precision', 'autocast', 'task_model',
+           'load_task_model', 'finetune_task', 'evaluate_task', 'check_size', 'check_out_folder', 'check_out_file',
+           'check_run_folder', 'read_run_args', 'merge_run_args', 'clear_run_folder', 'finetune_cli', 'eval_cli',
+           'scene_tags', 'SynthTags', 'TagClassifier', 'pretrain_backbone', 'DemoConfig', 'StageClock',
+           'demo_channels_last', 'demo_focus_ids', 'demo_pretrain', 'demo_vqa', 'demo_nlvr2', 'demo_retrieval',
+           'demo_grounding', 'plot_demo_curves', 'plot_grounding', 'plot_vqa_examples', 'best_layer', 'demo_metrics',
+           'write_report', 'run_demo', 'demo_cli']
 
 # %% ../nbs/15_cli.ipynb #92014678
 TASKS = ('vqa', 'nlvr2', 'retrieval')
@@ -381,7 +382,8 @@ def check_out_file(out, # the `--out` value: a file to write
         if Path(s).is_dir(): raise ValueError(f"{flag} {out}: the predictions would go to {s}, which is a folder")
     return p
 
-RUN_FILES = ('final', 'metrics.json', 'val_results.json', 'log.jsonl', 'loss.png', 'args.json')  # what a fine-tuning run writes
+RUN_ARGS = 'finetune_args.json'  # a fine-tuning run's options, read by --resume
+RUN_FILES = ('final', 'metrics.json', 'val_results.json', 'log.jsonl', 'loss.png', 'args.json', RUN_ARGS)  # what a fine-tuning run writes
 
 def check_run_folder(out, # the `--out` folder of a fine-tuning run
                      overwrite:bool=False, # a run already there may be replaced
@@ -401,6 +403,49 @@ def check_run_folder(out, # the `--out` folder of a fine-tuning run
         raise ValueError(f"--out {out} already holds {what}; pass --overwrite to replace it, {'--resume to continue it, ' if ckpts and not (p/'final').exists() else ''}or choose another --out")
     return p
 
+def _flag(name:str) -> str: return '--' + name.replace('_', '-')
+
+def _shown(name:str, v) -> str:
+    "An option as a command line gives it: `--n-images 12`, `--fresh-pooler`, `no --model`."
+    return f"no {_flag(name)}" if v is None or v is False else _flag(name) if v is True else f"{_flag(name)} {v}"
+
+def _abs_path(p):
+    "A local path made absolute, so that a run resumes from any folder; anything else (a Hub name, None) as it is."
+    return str(Path(p).resolve()) if p is not None and Path(p).exists() else p
+
+def _abs_spec(spec):
+    "A `--data` value with absolute paths: `vqa:q.json,a.json` -> `vqa:/runs/q.json,/runs/a.json`."
+    if spec is None: return None
+    kind, colon, rest = spec.strip().partition(':')
+    return kind + colon + ','.join(_abs_path(p.strip()) or '' for p in rest.split(',')) if colon else kind
+
+def _canonical(name:str, v):
+    "The form of option `name` that is recorded and compared: paths absolute."
+    return _abs_path(v) if name in ('model', 'tokenizer') else _abs_spec(v) if name in ('data', 'eval_data') else v
+
+def read_run_args(out) -> dict|None:
+    "The options recorded in `out/finetune_args.json` by the run that started there; None for a run of an older version (no such file)."
+    p = Path(out)/RUN_ARGS
+    return json.loads(p.read_text()) if p.is_file() else None
+
+def merge_run_args(recorded:dict, # what `read_run_args` returned
+                   given:dict, # this invocation's options; None (False for a flag) where not given
+                   may_change=(), # options a resumed run may give a new value
+                   out='--out', # the run folder, for the message
+                  ) -> dict:
+    "`given`, with the options not given taken from `recorded`; a `ValueError` naming the first option given with another value than recorded (except `may_change`)."
+    if recorded.get('task', given.get('task')) != given.get('task'):
+        raise ValueError(f"--out {out} holds a {recorded['task']} run, not {given['task']}: resume it with pixelbert-finetune {recorded['task']}")
+    merged = dict(given)
+    for k, g in given.items():
+        if k not in recorded: continue
+        if g is None or g is False: merged[k] = recorded[k]
+        elif k not in may_change and _canonical(k, g) != recorded[k]:
+            why = ' (a retrieval run keeps its length: its checkpoint holds the schedule, chapter 13)' if k == 'steps' else ''
+            raise ValueError(f"--out {out} holds a run started with {_shown(k, recorded[k])}, not {_shown(k, g)}{why}: leave {_flag(k)} out "
+                             f"to continue it (--resume takes the options recorded in {RUN_ARGS}), or start a new run (another --out, or --overwrite)")
+    return merged
+
 def clear_run_folder(out) -> list:
     "Delete the files of a fine-tuning run in `out` (`RUN_FILES` and checkpoints; nothing else); returns what went."
     from pixelbert.trainer import list_checkpoints
@@ -415,32 +460,32 @@ def clear_run_folder(out) -> list:
 @call_parse
 def finetune_cli(
     task:str, # vqa, nlvr2 or retrieval
-    out:str=None, # output folder: final/ (model + processor), log.jsonl, loss.png, metrics.json (required; one that already holds a run is refused, see --overwrite)
+    out:str=None, # output folder: final/ (model + processor), log.jsonl, loss.png, metrics.json, finetune_args.json (required; one that already holds a run is refused, see --overwrite)
     overwrite:store_true=False, # replace the run already in --out (its final/, checkpoints, log and metrics) instead of refusing
-    resume:store_true=False, # continue the interrupted run in --out from its newest checkpoint (give the same options again)
-    save_every:int=500, # steps between checkpoints (the newest is kept; 0: only the final model): an interruption loses at most this many
+    resume:store_true=False, # continue the interrupted run in --out from its newest checkpoint, with the options it was started with (its finetune_args.json): pixelbert-finetune TASK --out DIR --resume; an option given that differs is refused, except --steps (vqa, nlvr2: the schedule follows the new length), --save-every and --device
+    save_every:int=None, # steps between checkpoints (the newest is kept; 0: only the final model): an interruption loses at most this many (default: 500)
     stop_after:int=0, # stop with a checkpoint after this many steps of this invocation, e.g. for a job's time limit (0: run to --steps)
     model:str=None, # pre-trained model folder, e.g. pixelbert-pretrain's DIR/final (default: from scratch)
     fresh_pooler:store_true=False, # vqa, nlvr2: the head on a freshly initialised [CLS] pooler, not the pre-trained (ITM's) one (chapter 17, "The pooler": it helped VQA on one seed of four)
-    preset:str='tiny', # model preset when training from scratch; also picks the default learning rates
+    preset:str=None, # model preset when training from scratch; also picks the default learning rates (default: tiny)
     tokenizer:str=None, # from scratch: instead of the preset's (base, large: bert-base-uncased, from the cache or the Hub), a local folder holding tokenizer.json or vocab.txt, or a Hub name
     steps:int=None, # optimizer steps (default: vqa 300, nlvr2 300, retrieval 150)
-    data:str='synthetic', # synthetic | vqa:QUESTIONS,ANNOTATIONS[,IMAGES] | nlvr2:JSONL[,IMAGES] | karpathy:JSON[,IMAGES]
+    data:str=None, # synthetic | vqa:QUESTIONS,ANNOTATIONS[,IMAGES] | nlvr2:JSONL[,IMAGES] | karpathy:JSON[,IMAGES] (default: synthetic)
     eval_data:str=None, # held-out data for metrics.json, same forms (VQA: annotations optional) (default: the synthetic val split with synthetic data)
     n_images:int=None, # synthetic training set: images (vqa: 3 questions each; retrieval) or pairs (nlvr2) (default: vqa 1000, nlvr2 2000, retrieval 1000)
-    eval_images:int=300, # synthetic held-out set: images (vqa, retrieval) or pairs (nlvr2)
+    eval_images:int=None, # synthetic held-out set: images (vqa, retrieval) or pairs (nlvr2) (default: 300)
     batch_size:int=None, # samples per step (default: vqa 32, nlvr2 16, retrieval 24)
     lr:float=None, # AdamW learning rate (default: the preset's)
     backbone_lr:float=None, # SGD learning rate of the CNN (default: the preset's)
-    warmup:float=0.1, # warm-up, a fraction of the run
-    seed:int=0, # initialisation of the head, data order, dropout
-    device:str='auto', # auto, cpu or cuda
-    precision:str='auto', # auto (bf16 where it is fast), fp32 or bf16
+    warmup:float=None, # warm-up, a fraction of the run (default: 0.1)
+    seed:int=None, # initialisation of the head, data order, dropout (default: 0)
+    device:str=None, # auto, cpu or cuda (default: auto)
+    precision:str=None, # auto (bf16 where it is fast), fp32 or bf16 (default: auto)
     threads:int=None, # torch CPU threads
     no_progress:store_true=False, # no progress bar
 ):
     "Fine-tune Pixel-BERT for VQA, NLVR2 or retrieval, from a pre-trained folder or from scratch."
-    from pixelbert.trainer import TRAIN_PRESETS
+    from pixelbert.trainer import TRAIN_PRESETS, StopSignal
     from transformers.utils import logging as hf_logging
     hf_logging.set_verbosity_error()
     t0 = time.time()
@@ -451,17 +496,36 @@ def finetune_cli(
         for flag, v in (('--steps', steps), ('--n-images', n_images), ('--eval-images', eval_images), ('--batch-size', batch_size)):
             check_size(flag, v)
         for flag, v in (('--lr', lr), ('--backbone-lr', backbone_lr), ('--save-every', save_every), ('--stop-after', stop_after)): check_size(flag, v, 0)
-        steps = d['steps'] if steps is None else steps  # None: the default; 0 was refused above, not replaced by it
-        bs = d['batch_size'] if batch_size is None else batch_size
         check_run_folder(out, overwrite, resume)
+        recorded = read_run_args(out) if resume else None
+        if resume and recorded is None:
+            print(f"pixelbert-finetune: note: {out} has no {RUN_ARGS} (a run of an older version), so its options are not known: "
+                  "give the options it was started with again (they are recorded from now on)", file=sys.stderr)
+        # the run's options: given, else recorded (--resume), else the defaults; recorded with local paths made absolute
+        o = dict(task=task, model=model, fresh_pooler=fresh_pooler, preset=preset, tokenizer=tokenizer, data=data, eval_data=eval_data,
+                 n_images=n_images, eval_images=eval_images, batch_size=batch_size, lr=lr, backbone_lr=backbone_lr, warmup=warmup,
+                 seed=seed, steps=steps, precision=precision, save_every=save_every, device=device)
+        if recorded is not None:
+            # the device may change (the run may go on on another machine); a given precision is compared as resolved there
+            dev = resolve_device(device or recorded.get('device'))
+            if precision is not None: o['precision'] = resolve_precision(precision, dev)
+            o = merge_run_args(recorded, o, ('save_every', 'device') + (('steps',) if task != 'retrieval' else ()), out)
+        o = {k: v if v is not None else dict(preset='tiny', data='synthetic', eval_images=300, warmup=0.1, seed=0, precision='auto',
+                                              save_every=500, device='auto', steps=d['steps'], batch_size=d['batch_size'],
+                                              n_images=d['n_images']).get(k) for k, v in o.items()}
+        model, fresh_pooler, preset, tokenizer, data, eval_data = (o[k] for k in ('model', 'fresh_pooler', 'preset', 'tokenizer', 'data', 'eval_data'))
+        n, eval_images, bs, warmup, seed, steps, save_every = (o[k] for k in ('n_images', 'eval_images', 'batch_size', 'warmup', 'seed', 'steps', 'save_every'))
         if fresh_pooler and (task == 'retrieval' or model is None):
             raise ValueError("--fresh-pooler takes vqa or nlvr2 from a pre-trained --model (retrieval's ranking head starts from "
                              "the ITM head, which reads the pre-trained pooler)")
         if preset not in TRAIN_PRESETS: raise ValueError(f"unknown --preset {preset!r}; choose one of {sorted(TRAIN_PRESETS)}")
+        tp = TRAIN_PRESETS[preset]
+        lr = o['lr'] = tp['lr'] if o['lr'] is None else o['lr']
+        backbone_lr = o['backbone_lr'] = tp['backbone_lr'] if o['backbone_lr'] is None else o['backbone_lr']
         if tokenizer is not None and model is not None:
             raise ValueError("--tokenizer is for a model trained from scratch (--preset); a --model folder brings its own processor")
         _threads(threads)
-        dev = resolve_device(device); prec = resolve_precision(precision, dev)
+        dev = resolve_device(o['device']); prec = o['precision'] = resolve_precision(o['precision'], dev)
         spec = parse_data_spec(data, task)
         if spec.kind == 'vqa' and spec.files[1] is None:
             raise ValueError(f"--data {data!r} has questions but no answers: training needs the annotations file, "
@@ -473,7 +537,6 @@ def finetune_cli(
         else:
             processor = PixelBertProcessor.from_preset(preset, tokenizer=tokenizer)
             config = PixelBertConfig.from_preset(preset, vocab_size=len(processor.tokenizer))
-        n = d['n_images'] if n_images is None else n_images
         train = load_task_data(task, spec, 'train', n, seed, captions_per_image=2)
         if task == 'retrieval':  # a batch ranks each image's caption against the captions of the batch's other images
             from collections import Counter
@@ -496,19 +559,21 @@ def finetune_cli(
             if task == 'retrieval' and (itm := itm_weights(mdir)) is not None:
                 rank_head_from_itm(net, itm); init += ', ranking head from the ITM head'
         if overwrite and (gone := clear_run_folder(out)): print(f"pixelbert-finetune: --overwrite: removed {', '.join(gone)} from {out}", file=sys.stderr)
+        Path(out).mkdir(parents=True, exist_ok=True)  # the options first: a run stopped at any point resumes with them
+        (Path(out)/RUN_ARGS).write_text(json.dumps({k: _canonical(k, v) for k, v in o.items()}, indent=1) + '\n')
     except (ValueError, FileNotFoundError, NotADirectoryError, OSError) as e: raise CliError(f"pixelbert-finetune: {e}") from e
-    tp = TRAIN_PRESETS[preset]
     print(f"pixelbert-finetune {task}: {len(train.captions) if task == 'retrieval' else len(train)} training samples, "
           f"{steps} steps of {bs}, init: {init}, {dev}, {prec}", file=sys.stderr, flush=True)
-    log = finetune_task(task, net, train, processor, out, steps, bs, tp['lr'] if lr is None else lr,
-                        tp['backbone_lr'] if backbone_lr is None else backbone_lr, warmup, seed, dev, prec, progress=not no_progress,
+    log = finetune_task(task, net, train, processor, out, steps, bs, lr, backbone_lr, warmup, seed, dev, prec, progress=not no_progress,
                         save_every=save_every, resume=resume, stop_after=stop_after)
     if not (Path(out)/'final').is_dir():  # Ctrl-C, SIGTERM or --stop-after: a checkpoint, no final model, no evaluation
         from pixelbert.trainer import list_checkpoints
-        ck = list_checkpoints(out)
-        print(f"pixelbert-finetune {task}: stopped at {ck[-1].name if ck else 'the start'}"
-              f"{' (--stop-after)' if stop_after else ''}; continue with the same options and --resume", file=sys.stderr)
-        return 0 if stop_after else 130
+        import shlex, signal
+        ck, sig = list_checkpoints(out), StopSignal.last  # the signal that stopped the run, 0 for --stop-after
+        print(f"pixelbert-finetune {task}: stopped at {ck[-1].name if ck else 'the start'} "
+              f"{f'on {signal.Signals(sig).name}' if sig else '(--stop-after)'}; "
+              f"continue with: pixelbert-finetune {task} --out {shlex.quote(str(out))} --resume", file=sys.stderr)
+        return 128 + sig if sig else 0  # the shell's convention: 130 after Ctrl-C, 143 after SIGTERM
     summary = dict(task=task, init=init, data=data, steps=steps, batch_size=bs, device=str(dev), precision=prec,
                    train_seconds=round(time.time() - t0, 1), final=str(Path(out)/'final'), last_log=log[-1] if log else None)
     if held is not None:

@@ -313,12 +313,13 @@ def set_rng_state(s:dict):
 # %% ../nbs/09_trainer.ipynb #4c5a5a18
 class StopSignal:
     "Context manager: SIGTERM and SIGINT set `.signum` (instead of killing the process) until exit; a second Ctrl-C interrupts at once."
+    last = 0  # the signal caught by the StopSignal entered last (0: none), for a command's exit status of 128 + it
     def __init__(self): self.signum, self._old = 0, {}
     def _handle(self, signum, frame):
         if self.signum == signal.SIGINT and signum == signal.SIGINT: raise KeyboardInterrupt
-        self.signum = signum
+        self.signum = StopSignal.last = signum
     def __enter__(self):
-        self.signum, self._old = 0, {}
+        self.signum, self._old, StopSignal.last = 0, {}, 0
         if threading.current_thread() is threading.main_thread():
             for s in (signal.SIGTERM, signal.SIGINT): self._old[s] = signal.signal(s, self._handle)
         return self

@@ -110,7 +110,7 @@ def test_finetune_eval_synthetic(tmp_path, capsys):
     with pytest.raises(CliError, match='--fresh-pooler takes vqa or nlvr2'):
         finetune_cli('retrieval', out=str(tmp_path / 'x'), model=str(tmp_path / 'pre'), fresh_pooler=True, **SMALL)
 
-@pytest.mark.parametrize('task', ['vqa', 'retrieval'])
+@pytest.mark.parametrize('task', ['vqa', 'nlvr2', 'retrieval'])
 def test_finetune_stop_and_resume(tmp_path, task):
     "A fine-tuning cut by --stop-after keeps its checkpoint and no final model; --resume ends where an uncut run ends."
     from safetensors.torch import load_file
@@ -130,6 +130,31 @@ def test_finetune_stop_and_resume(tmp_path, task):
     with pytest.raises(CliError, match='holds a finished run \\(final/\\): there is nothing to resume'):
         finetune_cli(task, out=str(cut), resume=True, **kw)
 
+def test_finetune_resume_takes_the_recorded_options(tmp_path, capsys):
+    "--resume with only --out continues a run with the options it recorded; a changed option is refused, naming both values; a folder without the record (an older version) needs them again."
+    from safetensors.torch import load_file
+    kw = SMALL | dict(steps=4, save_every=2, n_images=6, eval_images=2)
+    assert finetune_cli('vqa', out=str(tmp_path / 'whole'), **kw) == 0
+    cut = tmp_path / 'cut'
+    assert finetune_cli('vqa', out=str(cut), stop_after=2, **kw) == 0
+    rec = json.loads((cut / 'finetune_args.json').read_text())  # the options, defaults filled in
+    assert {k: rec[k] for k in ('task', 'n_images', 'steps', 'batch_size', 'save_every', 'data', 'preset', 'seed', 'warmup', 'model')} == \
+        dict(task='vqa', n_images=6, steps=4, batch_size=6, save_every=2, data='synthetic', preset='tiny', seed=0, warmup=0.1, model=None)
+    with pytest.raises(CliError, match=r'holds a run started with --n-images 6, not --n-images 8: leave --n-images out to continue it'):
+        finetune_cli('vqa', out=str(cut), resume=True, n_images=8, no_progress=True)
+    with pytest.raises(CliError, match='holds a vqa run, not nlvr2'): finetune_cli('nlvr2', out=str(cut), resume=True, no_progress=True)
+    capsys.readouterr()
+    assert finetune_cli('vqa', out=str(cut), resume=True, stop_after=1, no_progress=True, threads=1) == 0  # nothing but --out: one more step
+    assert f"stopped at checkpoint-3 (--stop-after); continue with: pixelbert-finetune vqa --out {cut} --resume" in capsys.readouterr().err
+    (cut / 'finetune_args.json').unlink()  # a run of an older version: its options must be given again, as before
+    assert finetune_cli('vqa', out=str(cut), resume=True, **kw) == 0
+    assert f"{cut} has no finetune_args.json (a run of an older version)" in capsys.readouterr().err
+    assert (cut / 'finetune_args.json').is_file()  # recorded from then on
+    drop = lambda log: [{k: v for k, v in r.items() if k not in ('pairs_per_s', 'elapsed_s')} for r in log]
+    assert drop(read_log(cut / 'log.jsonl')) == drop(read_log(tmp_path / 'whole' / 'log.jsonl'))
+    a, b = load_file(str(cut / 'final' / 'model.safetensors')), load_file(str(tmp_path / 'whole' / 'final' / 'model.safetensors'))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
 def test_finetune_retrieval_sigint_keeps_a_checkpoint(tmp_path):
     "Ctrl-C during retrieval fine-tuning: a checkpoint of the last finished step, exit 130, and --resume finishes the run."
     import signal, time
@@ -144,9 +169,24 @@ def test_finetune_retrieval_sigint_keeps_a_checkpoint(tmp_path):
     assert p.returncode == 130, err
     ck = [c.name for c in (tmp_path / 'r').glob('checkpoint-*')]
     assert len(ck) == 1 and 0 < int(ck[0].split('-')[1]) < 400 and not (tmp_path / 'r' / 'final').exists(), (ck, err)
-    assert 'continue with the same options and --resume' in err
-    r = run(*args[:4], '--steps', 400, *args[6:], '--resume', '--stop-after', 1)  # one more step, then stop again
+    assert f"on SIGINT; continue with: pixelbert-finetune retrieval --out {tmp_path / 'r'} --resume" in err, err
+    r = run(*args[:4], '--threads', 1, '--no-progress', '--resume', '--stop-after', 1)  # the recorded options; one more step, then stop again
     assert r.returncode == 0 and f"checkpoint-{int(ck[0].split('-')[1]) + 1}" in r.stderr, r.stderr
+
+def test_finetune_sigterm_exits_143(tmp_path):
+    "SIGTERM (a cluster's preemption) during VQA fine-tuning: a checkpoint, no final model, exit 128 + 15 (Ctrl-C: 130, above)."
+    import signal, time
+    args = ['pixelbert-finetune', 'vqa', '--out', tmp_path / 'v', '--steps', 2000, '--n-images', 6, '--eval-images', 2,
+            '--batch-size', 6, '--threads', 1, '--no-progress']
+    p = subprocess.Popen([str(BIN / args[0]), *map(str, args[1:])], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    while 'training samples' not in (line := p.stderr.readline()):  # the training loop starts after this line
+        assert line or p.poll() is None, p.stderr.read()
+    time.sleep(2); p.send_signal(signal.SIGTERM)
+    out, err = p.communicate(timeout=300)
+    assert p.returncode == 143, err
+    ck = [c.name for c in (tmp_path / 'v').glob('checkpoint-*')]
+    assert len(ck) == 1 and 0 < int(ck[0].split('-')[1]) < 2000 and not (tmp_path / 'v' / 'final').exists(), (ck, err)
+    assert f"stopped at {ck[0]} on SIGTERM; continue with: pixelbert-finetune vqa --out {tmp_path / 'v'} --resume" in err, err
 
 def test_real_format_files(tmp_path):
     "Files written by pixelbert-synth go through the real readers: NLVR2 JSON lines, VQA v2 JSON, a Karpathy split."
