@@ -311,6 +311,7 @@ def evaluate_task(task:str, # vqa, nlvr2 or retrieval
                   use_pixels:bool=True, # VQA: False for the question-only model
                   mode:str='exact', # retrieval: exact, fast or both
                   k:int=10, # retrieval, fast mode: shortlist size
+                  dual_weight:float=None, # retrieval: the score is cross-encoder + this times the dual logits (default: chapter 13's `DUAL_WEIGHT`; 0: cross-encoder alone)
                  ) -> dict:
     "Metrics of `model` on `data`: VQA accuracy (per type) and predictions; NLVR2 accuracy; retrieval recall@1/5/10."
     check_task(task)
@@ -325,9 +326,11 @@ def evaluate_task(task:str, # vqa, nlvr2 or retrieval
         from pixelbert.nlvr2 import evaluate_nlvr2
         return evaluate_nlvr2(model, data, processor, batch_size)
     from pixelbert.retrieval import evaluate_retrieval
-    res = evaluate_retrieval(model, data, processor, mode=mode, k=k, batch_size=4 * batch_size)
+    from pixelbert.retrieval import DUAL_WEIGHT
+    res = evaluate_retrieval(model, data, processor, mode=mode, k=k, batch_size=4 * batch_size,
+                             dual_weight=DUAL_WEIGHT if dual_weight is None else dual_weight)
     main = res['exact' if mode in ('exact', 'both') else 'fast']
-    return dict(pool_images=res['pool_images'], pool_texts=res['pool_texts'],
+    return dict(pool_images=res['pool_images'], pool_texts=res['pool_texts'], dual_weight=res['dual_weight'],
                 **{m: main[m] for m in ('tr_r1', 'tr_r5', 'tr_r10', 'ir_r1', 'ir_r5', 'ir_r10')},
                 **{m: res[m] for m in ('exact', 'fast') if m in res})
 
@@ -601,6 +604,7 @@ def eval_cli(
     out:str=None, # metrics JSON FILE (not a folder), e.g. ev/vqa.json; predictions go next to it (ev/vqa_results.json; NLVR2: ev/nl_predictions.csv)
     mode:str='exact', # retrieval: exact, fast (shortlist + re-rank) or both
     k:int=10, # retrieval, fast mode: shortlist size per query
+    dual_weight:float=None, # retrieval: rank by cross-encoder score + this times the dual logits (default: 2.0, chapter 13; 0: the cross-encoder alone, as the paper)
     question_only:store_true=False, # VQA: run without the images (for a question-only model)
     batch_size:int=64, # samples per forward pass
     seed:int=0, # synthetic world seed
@@ -618,6 +622,8 @@ def eval_cli(
         if model is None: raise ValueError("--model DIR is required")
         if mode not in ('exact', 'fast', 'both'): raise ValueError(f"--mode must be exact, fast or both, not {mode!r}")
         for flag, v in (('--n-images', n_images), ('--batch-size', batch_size), ('--k', k)): check_size(flag, v)
+        if dual_weight is not None: check_size('--dual-weight', dual_weight, 0)
+        if task != 'retrieval' and dual_weight is not None: raise ValueError(f"--dual-weight is for retrieval, not {task}")
         if out is not None:
             o = Path(out)
             out = check_out_file(out, [o.with_name(o.stem + s) for s in {'vqa': ('_results.json',), 'nlvr2': ('_predictions.csv',)}.get(task, ())])
@@ -628,7 +634,8 @@ def eval_cli(
         processor = load_processor(find_model_dir(model))
         held = load_task_data(task, spec, split, n_images, seed)
         with autocast(dev, prec):
-            res = evaluate_task(task, net, held, processor, batch_size, use_pixels=not question_only, mode=mode, k=k)
+            res = evaluate_task(task, net, held, processor, batch_size, use_pixels=not question_only, mode=mode, k=k,
+                                dual_weight=dual_weight)
     except (ValueError, FileNotFoundError, NotADirectoryError, OSError) as e: raise CliError(f"pixelbert-eval: {e}") from e
     metrics = _clean(res) | dict(task=task, model=str(find_model_dir(model)), data=data, split=split, device=str(dev),
                                  seconds=round(time.time() - t0, 1))
@@ -1007,7 +1014,10 @@ def demo_metrics(device, seconds:float, pre_ev:dict, vqa:dict, nlvr2:dict, ret:d
                       predicted_true=_r(nlvr2['eval']['predicted_true']), majority_accuracy=_r(nlvr2['eval']['majority_accuracy']),
                       per_kind={k: {m: x if m == 'n' else _r(x) for m, x in v.items()} for k, v in nlvr2['eval'].get('per_kind', {}).items()}),
         'retrieval': dict(pool_images=r['pool_images'], **{k: _r(r[k]) for k in ('tr_r1', 'tr_r5', 'tr_r10', 'ir_r1', 'ir_r5', 'ir_r10')},
-                          pool_texts=r['pool_texts'], pairs_scored=r['exact']['pairs'], eval_seconds=_r(r['exact']['seconds'], 1)),
+                          pool_texts=r['pool_texts'], pairs_scored=r['exact']['pairs'], eval_seconds=_r(r['exact']['seconds'], 1),
+                          **({'dual_weight': r['dual_weight']} if 'dual_weight' in r else {}),
+                          **({'cross_only': {k: _r(v) for k, v in r['exact']['cross_only'].items() if k in ('tr_r1', 'tr_r5', 'tr_r10', 'ir_r1', 'ir_r5', 'ir_r10')}}
+                             if 'cross_only' in r['exact'] else {})),
         'grounding': dict(best_layer=best_layer(grounding['pretrained']), **g),
     }
 
@@ -1049,10 +1059,14 @@ def write_report(m:dict, # the demo's metrics (see `demo_metrics`)
         L += ["", "**NLVR2 accuracy per statement kind** (the commoner label of each kind's test pairs scores the last column)", "",
               "| kind | pairs | accuracy | predicted True | commoner label |", "|---|---|---|---|---|"]
         L += [f"| {k} | {s['n']} | {pct(s['accuracy'])} | {pct(s['predicted_true'])} | {pct(s['majority_accuracy'])} |" for k, s in n['per_kind'].items()]
-    L += ["", f"**Retrieval**, every image against every caption through the cross-encoder ({r['pairs_scored']} pairs, {r['eval_seconds']} s):", "",
+    w, co = r.get('dual_weight', 0), r.get('cross_only')
+    L += ["", f"**Retrieval**, every image against every caption through the cross-encoder ({r['pairs_scored']} pairs, {r['eval_seconds']} s)"
+          + (f", ranked by its score plus {w:g} times the dual logits (chapter 13, \"Adding the dual score\"):" if w else ":"), "",
           "| | R@1 | R@5 | R@10 |", "|---|---|---|---|",
           f"| text retrieval (image query) | {pct(r['tr_r1'])} | {pct(r['tr_r5'])} | {pct(r['tr_r10'])} |",
           f"| image retrieval (text query) | {pct(r['ir_r1'])} | {pct(r['ir_r5'])} | {pct(r['ir_r10'])} |", ""]
+    if co: L[-1:] = ["", f"The cross-encoder's score alone, as the paper ranks: R@1 {pct(co['tr_r1'])} (text) / {pct(co['ir_r1'])} (image); "
+                     f"R@5 {pct(co['tr_r5'])} / {pct(co['ir_r5'])}.", ""]
     L += ["**Time per stage**", "", "| stage | wall s | CPU s |", "|---|---|---|"]
     L += [f"| {k} | {s['wall_s']:.0f} | {s['cpu_s']:.0f} |" for k, s in m['stages'].items()]
     L += [""] + [f"**{cap}**\n\n![{cap}]({f})\n" for cap, f in figures.items()]

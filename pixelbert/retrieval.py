@@ -18,9 +18,9 @@ from .trainer import get_rng_state, set_rng_state, StopSignal
 import contextlib
 
 # %% auto #0
-__all__ = ['RetrievalOutput', 'PixelBertForRetrieval', 'sample_negatives', 'rank_loss', 'retrieval_step', 'pool_pairs',
-           'sample_batch', 'finetune_retrieval', 'PoolEncoding', 'encode_pool', 'score_pairs', 'exact_scores',
-           'dual_scores', 'fast_scores', 'evaluate_retrieval']
+__all__ = ['DUAL_WEIGHT', 'RetrievalOutput', 'PixelBertForRetrieval', 'sample_negatives', 'rank_loss', 'retrieval_step',
+           'pool_pairs', 'sample_batch', 'finetune_retrieval', 'PoolEncoding', 'encode_pool', 'score_pairs',
+           'exact_scores', 'dual_scores', 'dual_logits', 'fast_scores', 'evaluate_retrieval']
 
 # %% ../nbs/13_retrieval.ipynb #584ff05a
 @dataclass
@@ -251,12 +251,17 @@ def score_pairs(model:PixelBertForRetrieval, enc:PoolEncoding, img_idx:torch.Ten
         out.append(model.pair_scores(enc.input_ids[j, :t], am[:, :t], enc.image_embeds[i], enc.image_mask[i]))
     return torch.cat(out) if out else torch.zeros(0)
 
+DUAL_WEIGHT = 2.  # weight of the dual logits added to the cross-encoder score (0: the paper's cross-encoder alone); see "Adding the dual score"
+
 @torch.no_grad()
-def exact_scores(model, enc:PoolEncoding, batch_size:int=256) -> torch.Tensor:
+def exact_scores(model, enc:PoolEncoding, batch_size:int=256,
+                 dual_weight:float=0., # add this times the dual logits (`dual_logits`) to every cross-encoder score
+                ) -> torch.Tensor:
     "Every image against every text through the cross-encoder; (n_images, n_texts)."
     ni, nt = len(enc.image_embeds), len(enc.input_ids)
     img = torch.arange(ni).repeat_interleave(nt); txt = torch.arange(nt).repeat(ni)
-    return score_pairs(model, enc, img, txt, batch_size).view(ni, nt)
+    s = score_pairs(model, enc, img, txt, batch_size).view(ni, nt)
+    return s + dual_weight * dual_logits(model, enc, batch_size).to(s.device) if dual_weight else s
 
 @torch.no_grad()
 def dual_scores(model, enc:PoolEncoding, batch_size:int=256) -> torch.Tensor:
@@ -267,34 +272,48 @@ def dual_scores(model, enc:PoolEncoding, batch_size:int=256) -> torch.Tensor:
     return v @ t.T
 
 @torch.no_grad()
-def fast_scores(model, enc:PoolEncoding, k:int=10, batch_size:int=256):
+def dual_logits(model, enc:PoolEncoding, batch_size:int=256) -> torch.Tensor:
+    "Dual similarities at the temperature the contrastive loss learned: the logits of its softmax; (n_images, n_texts)."
+    return model.logit_scale.exp().clamp(max=100) * dual_scores(model, enc, batch_size)
+
+@torch.no_grad()
+def fast_scores(model, enc:PoolEncoding, k:int=10, batch_size:int=256,
+                dual_weight:float=0., # re-rank by cross-encoder score + this times the dual logits, as `exact_scores`
+               ):
     "Shortlist top-`k` by dual score in both directions, re-rank the union with the cross-encoder; (scores, n_pairs)."
-    dual = dual_scores(model, enc, batch_size)
+    dual = dual_logits(model, enc, batch_size)  # the dual similarities times a positive scale: the same shortlists
     ni, nt = dual.shape
     short = torch.zeros(ni, nt, dtype=torch.bool)
     short.scatter_(1, dual.topk(min(k, nt), dim=1).indices.cpu(), True)        # texts for each image
     short.scatter_(0, dual.topk(min(k, ni), dim=0).indices.cpu(), True)        # images for each text
     img, txt = short.nonzero(as_tuple=True)
-    cross = score_pairs(model, enc, img, txt, batch_size).cpu()
+    cross = score_pairs(model, enc, img, txt, batch_size).cpu() + dual_weight * dual.cpu()[img, txt]
     out = dual.cpu() - 1e4                                                     # far below any shortlisted pair
     out[img, txt] = cross
     return out, len(img)
 
 def evaluate_retrieval(model:PixelBertForRetrieval, pool:RetrievalPool, processor, mode:str="both", k:int=10,
-                       batch_size:int=256) -> dict:
+                       batch_size:int=256,
+                       dual_weight:float=DUAL_WEIGHT, # the score: cross-encoder + this times the dual logits (0: cross-encoder alone)
+                      ) -> dict:
     "Recall@1/5/10 in both directions, pairs scored and wall time, for `mode` in exact|fast|both."
     if mode not in ("exact", "fast", "both"): raise ValueError(f"mode must be exact, fast or both, got {mode!r}")
     if any(not 0 <= i < len(pool.images) for i in pool.img_of_text): raise ValueError("img_of_text points outside the pool")
     without = sorted(set(range(len(pool.images))) - set(pool.img_of_text))
     if without: raise ValueError(f"{len(without)} image(s) of the pool have no caption, e.g. {pool.image_ids[without[0]]!r}")
-    res = dict(pool_images=len(pool.images), pool_texts=len(pool.captions))
+    res = dict(pool_images=len(pool.images), pool_texts=len(pool.captions), dual_weight=dual_weight)
     t0 = time.perf_counter(); enc = encode_pool(model, pool, processor); t_enc = time.perf_counter() - t0
     res["encode_seconds"] = t_enc
     for m in (("exact", "fast") if mode == "both" else (mode,)):
         t0 = time.perf_counter()
-        if m == "exact": s, n = exact_scores(model, enc, batch_size), len(pool.images) * len(pool.captions)
-        else: s, n = fast_scores(model, enc, k, batch_size)
+        extra = {}
+        if m == "exact":
+            s, n = exact_scores(model, enc, batch_size), len(pool.images) * len(pool.captions)
+            if dual_weight:  # the paper's score, the cross-encoder alone, comes for free with the exact matrix
+                extra = dict(cross_only=recall_at_k(s, pool.img_of_text))
+                s = s + dual_weight * dual_logits(model, enc, batch_size).to(s.device)
+        else: s, n = fast_scores(model, enc, k, batch_size, dual_weight)
         dt = time.perf_counter() - t0
         r = recall_at_k(s, pool.img_of_text)
-        res[m] = {**r, "pairs": n, "seconds": dt + t_enc}
+        res[m] = {**r, "pairs": n, "seconds": dt + t_enc, **extra}
     return res

@@ -104,6 +104,15 @@ def test_finetune_eval_synthetic(tmp_path, capsys):
                     out=str(tmp_path / 'ev' / 'ret.json'), threads=1) == 0
     ev = json.loads((tmp_path / 'ev' / 'ret.json').read_text())
     assert ev['pool_images'] == 5 and ev['fast']['pairs'] < ev['exact']['pairs'] == 25
+    from pixelbert.retrieval import DUAL_WEIGHT  # the default score adds the dual logits; the paper's score comes beside it
+    assert ev['dual_weight'] == DUAL_WEIGHT > 0 and set(ev['exact']['cross_only']) >= {'tr_r1', 'ir_r1'}
+    assert eval_cli('retrieval', model=str(tmp_path / 'ret' / 'final'), n_images=5, dual_weight=0,
+                    out=str(tmp_path / 'ev' / 'ret0.json'), threads=1) == 0
+    ev0 = json.loads((tmp_path / 'ev' / 'ret0.json').read_text())  # --dual-weight 0: the cross-encoder alone
+    assert ev0['dual_weight'] == 0 and 'cross_only' not in ev0['exact']
+    assert {k: ev0[k] for k in ev['exact']['cross_only']} == ev['exact']['cross_only']
+    with pytest.raises(CliError, match='--dual-weight is for retrieval'):
+        eval_cli('vqa', model=str(tmp_path / 'vqa'), n_images=3, dual_weight=1, threads=1)
     # --fresh-pooler: VQA from the same pre-trained folder, its pooler left as the head's initialisation made it
     assert finetune_cli('vqa', out=str(tmp_path / 'vqa_fp'), model=str(tmp_path / 'pre'), fresh_pooler=True, **SMALL | dict(steps=1)) == 0
     assert 'a fresh pooler' in json.loads((tmp_path / 'vqa_fp' / 'metrics.json').read_text())['init']

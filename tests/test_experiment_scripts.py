@@ -159,3 +159,17 @@ def test_vqa_from_saved_model(final, tmp_path):
     p = subprocess.run([sys.executable, str(ROOT / 'scripts' / 'pretrain_then_vqa.py'), '--out', str(tmp_path / 'y'),
                         '--model', str(tmp_path / 'none')], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert p.returncode == 2 and 'does not exist' in p.stderr
+
+def test_bench_retrieval(tmp_path):
+    "The retrieval benchmark: one exact cross-encoder pass serves both scores and the sweep; a shortlist as long as the pool is exact."
+    out = tmp_path / 'bench.json'
+    stdout = run('bench_retrieval.py', '--train-images', 8, '--steps', 2, '--batch-size', 4, '--pool', 6, '--k', 6,
+                 '--dual-weight', 2, '--sweep', '0,2,5', '--threads', 1, '--json', out)
+    r = json.loads(out.read_text())
+    assert (r['pool_images'], r['pool_texts'], r['dual_weight'], r['split']) == (6, 6, 2.0, 'test')
+    assert [s['dual_weight'] for s in r['sweep']] == [0.0, 2.0, 5.0]
+    for s in r['sweep']:  # k = pool: the fast path scores every pair with the same score, so its recalls equal exact's
+        assert s['fast']['pairs'] == s['exact']['pairs'] == 36
+        assert all(s['fast'][k] == s['exact'][k] for k in ('tr_r1', 'tr_r5', 'ir_r1', 'ir_r5'))
+    assert r['cross_only'] == {k: v for k, v in r['sweep'][0].items() if k != 'dual_weight'}
+    assert r['per_pair_seconds'] > 0 and 'COCO-5K projection' in stdout and 'cross + 2 x dual' in stdout
