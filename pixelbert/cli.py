@@ -513,9 +513,9 @@ def finetune_cli(
             dev = resolve_device(device or recorded.get('device'))
             if precision is not None: o['precision'] = resolve_precision(precision, dev)
             o = merge_run_args(recorded, o, ('save_every', 'device') + (('steps',) if task != 'retrieval' else ()), out)
-        o = {k: v if v is not None else dict(preset='tiny', data='synthetic', eval_images=300, warmup=0.1, seed=0, precision='auto',
-                                              save_every=500, device='auto', steps=d['steps'], batch_size=d['batch_size'],
-                                              n_images=d['n_images']).get(k) for k, v in o.items()}
+        defaults = dict(preset='tiny', data='synthetic', eval_images=300, warmup=0.1, seed=0, precision='auto', save_every=500,
+                        device='auto', steps=d['steps'], batch_size=d['batch_size'], n_images=d['n_images'])
+        o = {k: defaults.get(k) if v is None else v for k, v in o.items()}
         model, fresh_pooler, preset, tokenizer, data, eval_data = (o[k] for k in ('model', 'fresh_pooler', 'preset', 'tokenizer', 'data', 'eval_data'))
         n, eval_images, bs, warmup, seed, steps, save_every = (o[k] for k in ('n_images', 'eval_images', 'batch_size', 'warmup', 'seed', 'steps', 'save_every'))
         if fresh_pooler and (task == 'retrieval' or model is None):

@@ -6,7 +6,7 @@ Docs: https://pixelbert.github.io/pixelbert/retrieval.html.md"""
 
 # %% ../nbs/13_retrieval.ipynb #5b9b0c27
 from __future__ import annotations
-import math, time
+import contextlib, math, time
 from dataclasses import dataclass
 import torch, torch.nn as nn, torch.nn.functional as F
 from einops import rearrange, repeat
@@ -15,7 +15,6 @@ from .metrics import recall_at_k
 from .synth import RetrievalPool
 from .trainer import STATE_FILE, list_checkpoints, load_training_state, load_model_weights, save_checkpoint
 from .trainer import get_rng_state, set_rng_state, StopSignal
-import contextlib
 
 # %% auto #0
 __all__ = ['DUAL_WEIGHT', 'RetrievalOutput', 'PixelBertForRetrieval', 'sample_negatives', 'rank_loss', 'retrieval_step',

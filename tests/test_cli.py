@@ -164,38 +164,37 @@ def test_finetune_resume_takes_the_recorded_options(tmp_path, capsys):
     a, b = load_file(str(cut / 'final' / 'model.safetensors')), load_file(str(tmp_path / 'whole' / 'final' / 'model.safetensors'))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
-def test_finetune_retrieval_sigint_keeps_a_checkpoint(tmp_path):
-    "Ctrl-C during retrieval fine-tuning: a checkpoint of the last finished step, exit 130, and --resume finishes the run."
-    import signal, time
-    args = ['pixelbert-finetune', 'retrieval', '--out', tmp_path / 'r', '--steps', 400, '--n-images', 12, '--eval-images', 3,
-            '--batch-size', 6, '--threads', 1, '--no-progress']
+def _interrupt(args, signum, wait:float):
+    "Start the console script `args`, send `signum` `wait` s into its training loop; (exit status, stderr, the one checkpoint's step)."
+    import time
     p = subprocess.Popen([str(BIN / args[0]), *map(str, args[1:])], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
-    t0 = time.time()
     while 'training samples' not in (line := p.stderr.readline()):  # the training loop starts after this line
         assert line or p.poll() is None, p.stderr.read()
-    time.sleep(3); p.send_signal(signal.SIGINT)
+    time.sleep(wait); p.send_signal(signum)
     out, err = p.communicate(timeout=300)
-    assert p.returncode == 130, err
-    ck = [c.name for c in (tmp_path / 'r').glob('checkpoint-*')]
-    assert len(ck) == 1 and 0 < int(ck[0].split('-')[1]) < 400 and not (tmp_path / 'r' / 'final').exists(), (ck, err)
+    ck = [c.name for c in Path(args[3]).glob('checkpoint-*')]
+    assert len(ck) == 1 and not (Path(args[3]) / 'final').exists(), (ck, err)
+    return p.returncode, err, int(ck[0].split('-')[1])
+
+def test_finetune_retrieval_sigint_keeps_a_checkpoint(tmp_path):
+    "Ctrl-C during retrieval fine-tuning: a checkpoint of the last finished step, exit 130, and --resume finishes the run."
+    import signal
+    args = ['pixelbert-finetune', 'retrieval', '--out', tmp_path / 'r', '--steps', 400, '--n-images', 12, '--eval-images', 3,
+            '--batch-size', 6, '--threads', 1, '--no-progress']
+    rc, err, step = _interrupt(args, signal.SIGINT, 3)
+    assert rc == 130 and 0 < step < 400, err
     assert f"on SIGINT; continue with: pixelbert-finetune retrieval --out {tmp_path / 'r'} --resume" in err, err
     r = run(*args[:4], '--threads', 1, '--no-progress', '--resume', '--stop-after', 1)  # the recorded options; one more step, then stop again
-    assert r.returncode == 0 and f"checkpoint-{int(ck[0].split('-')[1]) + 1}" in r.stderr, r.stderr
+    assert r.returncode == 0 and f"checkpoint-{step + 1}" in r.stderr, r.stderr
 
 def test_finetune_sigterm_exits_143(tmp_path):
     "SIGTERM (a cluster's preemption) during VQA fine-tuning: a checkpoint, no final model, exit 128 + 15 (Ctrl-C: 130, above)."
-    import signal, time
+    import signal
     args = ['pixelbert-finetune', 'vqa', '--out', tmp_path / 'v', '--steps', 2000, '--n-images', 6, '--eval-images', 2,
             '--batch-size', 6, '--threads', 1, '--no-progress']
-    p = subprocess.Popen([str(BIN / args[0]), *map(str, args[1:])], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
-    while 'training samples' not in (line := p.stderr.readline()):  # the training loop starts after this line
-        assert line or p.poll() is None, p.stderr.read()
-    time.sleep(2); p.send_signal(signal.SIGTERM)
-    out, err = p.communicate(timeout=300)
-    assert p.returncode == 143, err
-    ck = [c.name for c in (tmp_path / 'v').glob('checkpoint-*')]
-    assert len(ck) == 1 and 0 < int(ck[0].split('-')[1]) < 2000 and not (tmp_path / 'v' / 'final').exists(), (ck, err)
-    assert f"stopped at {ck[0]} on SIGTERM; continue with: pixelbert-finetune vqa --out {tmp_path / 'v'} --resume" in err, err
+    rc, err, step = _interrupt(args, signal.SIGTERM, 2)
+    assert rc == 143 and 0 < step < 2000, err
+    assert f"stopped at checkpoint-{step} on SIGTERM; continue with: pixelbert-finetune vqa --out {tmp_path / 'v'} --resume" in err, err
 
 def test_real_format_files(tmp_path):
     "Files written by pixelbert-synth go through the real readers: NLVR2 JSON lines, VQA v2 JSON, a Karpathy split."
