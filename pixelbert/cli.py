@@ -731,7 +731,7 @@ def pretrain_backbone(config:PixelBertConfig, # the model's configuration: which
 class DemoConfig:
     "Everything the demo does, in one place: model, data sizes, steps and learning rates of each stage."
     preset:str='tiny' # model preset
-    model:dict=field(default_factory=lambda: dict(pixel_position_embedding=True, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)) # preset overrides (2D pixel positions: see the design notes; no dropout: chapter 9's recipe)
+    model:dict=field(default_factory=lambda: dict(pixel_position_embedding=True, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, initializer_range=0.088)) # preset overrides (2D pixel positions: see the design notes; no dropout: chapter 9's recipe; init std 1/sqrt(128), not BERT's 0.02: chapter 17)
     seed:int=0 # world seed and run seed
     # pre-training: a large caption corpus
     pretrain_images:int=20000 # synthetic scenes, 5 captions each (each with up to 3 false captions)

@@ -96,13 +96,14 @@ def batches(items, schedule, batch, generator):
     return draw
 
 
-def train_cached(pre, proc, vocab, train, test, ftr, fte, keep, steps, lr, every, batch, fresh, seed=0, schedule='mixed'):
+def train_cached(pre, proc, vocab, train, test, ftr, fte, keep, steps, lr, every, batch, fresh, seed=0, schedule='mixed', init_range=None):
     "Train transformer + VQA head on cached pixel tokens (batches by `schedule`, see `batches`); returns the test curve."
     from pixelbert.vqa import vqa_config, PixelBertForVQA
     from pixelbert.metrics import vqa_accuracy
     tr_items = [q for q in train.items if keep(train, q)]
     te_items = [q for q in test.items if keep(test, q)]
     cfg = vqa_config(pre.config, vocab)
+    if init_range is not None: cfg.initializer_range = init_range  # std of the normal init of a fresh transformer and head
     torch.manual_seed(seed)
     m = PixelBertForVQA(cfg)
     if not fresh:
@@ -154,6 +155,7 @@ def main(argv=None):
     ap.add_argument('--types', default='all', help="question types of the custom run, e.g. 'color' or 'color,shape' ('all': every type)")
     ap.add_argument('--objects', default='1-4', help='objects per scene in the custom run, e.g. 2-2')
     ap.add_argument('--schedule', default='mixed', help="custom run's batches: mixed, blocked (one type per batch) or first:TYPE:N")
+    ap.add_argument('--init-range', type=float, default=None, help="std of the fresh transformer's normal init (default: the model config's, BERT's 0.02)")
     ap.add_argument('--json', default=None, help='write every figure here')
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
@@ -182,7 +184,7 @@ def main(argv=None):
         for fresh in [s == 'fresh' for s in a.starts.split(',')]:
             label = f"{name}/{'fresh' if fresh else 'pretrained'}"
             print(f"2. {label}: {steps} steps, lr {a.lr}, {schedule} batches", flush=True)
-            out[label] = train_cached(pre, proc, vocab, train, test, ftr, fte, keep, steps, a.lr, a.every, a.batch, fresh, schedule=schedule)
+            out[label] = train_cached(pre, proc, vocab, train, test, ftr, fte, keep, steps, a.lr, a.every, a.batch, fresh, schedule=schedule, init_range=a.init_range)
     out['seconds'] = round(time.perf_counter() - t0, 1)
     if a.json: Path(a.json).parent.mkdir(parents=True, exist_ok=True); Path(a.json).write_text(json.dumps(out, indent=1))
 
